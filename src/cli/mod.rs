@@ -1,0 +1,110 @@
+//! The `wooter` command line: `serve` and `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::server::config::{default_workers, ServerConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+
+/// A drop-in backend for the Wooter PHP frontend.
+#[derive(Debug, Parser)]
+#[command(name = "wooter", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the legacy and text protocols on one port.
+    Serve(ServeArgs),
+    /// Check a data directory's consistency; exits 1 if anything is wrong.
+    Check {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+}
+
+/// Options of `wooter serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address for clients (both framings).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Data directory (created on first start; an old server's directory
+    /// is served as it is).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Worker threads for file work [default: twice the cores, 2 to 16].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Open connections at most; beyond, new ones are closed at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds before closing a connection that sent part of a request and
+    /// then nothing, or stopped reading its reply.
+    #[arg(long, default_value_t = 30)]
+    pub partial_timeout: u64,
+    /// Seconds before closing a text connection with nothing pending.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
+        config.workers = self.workers.unwrap_or_else(default_workers).max(1);
+        config.max_connections = self.max_connections.max(1);
+        config.partial_timeout = std::time::Duration::from_secs(self.partial_timeout.max(1));
+        config.idle_timeout = std::time::Duration::from_secs(self.idle_timeout.max(1));
+        config
+    }
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match crate::server::serve(args.config()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check { data_dir } => check(&data_dir),
+    }
+}
+
+fn check(data_dir: &std::path::Path) -> ExitCode {
+    match crate::storage::check::check(data_dir) {
+        Ok(report) => {
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+            println!(
+                "{}: {} users, {} follows, {} woots, {} problems",
+                data_dir.display(),
+                report.users,
+                report.follows,
+                report.woots,
+                report.problems.len()
+            );
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot check {}: {e}", data_dir.display());
+            ExitCode::from(2)
+        }
+    }
+}

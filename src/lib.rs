@@ -1,0 +1,14 @@
+//! wooter: a drop-in backend for the Wooter PHP frontend.
+//!
+//! The crate is laid out by concern:
+//! - [`storage`]: the legacy data directory, its index, locks and ops;
+//! - [`protocol`]: the legacy and text framings;
+//! - [`command`]: the typed request both framings parse into;
+//! - [`server`]: the event loop, connections and worker pool;
+//! - [`cli`]: the `wooter` command line.
+
+pub mod cli;
+pub mod command;
+pub mod protocol;
+pub mod server;
+pub mod storage;

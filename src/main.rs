@@ -1,0 +1,5 @@
+//! The `wooter` binary: see [`wooter::cli`].
+
+fn main() -> std::process::ExitCode {
+    wooter::cli::main()
+}

@@ -1,0 +1,265 @@
+//! One client connection: its buffers, its framing, and what it needs next.
+//!
+//! The connection never blocks: it reads what the socket has (until
+//! `WouldBlock`), turns whole frames or lines into [`Step`]s, and writes as
+//! much of its reply as the socket takes, keeping the rest for the next
+//! writable event.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::command::Request;
+use crate::protocol::detect::detect;
+use crate::protocol::legacy::{self, LegacyRequest, FRAME_LEN};
+use crate::protocol::text::{self, TextCommand, TextError, MAX_LINE};
+use crate::protocol::Framing;
+
+/// Input kept at most while a request is in flight; beyond it the
+/// connection stops reading until it has answered (back-pressure).
+const MAX_BUFFERED_INPUT: usize = 64 * 1024;
+
+/// What the connection needs next.
+#[derive(Debug)]
+pub enum Step {
+    /// Run this request on the worker pool.
+    Submit(Request),
+    /// Send these bytes; then close if `close`.
+    Reply {
+        /// Reply bytes.
+        bytes: Vec<u8>,
+        /// Close once they are written.
+        close: bool,
+    },
+    /// Nothing to do until more bytes arrive.
+    NeedMore,
+    /// Close now; the reason is for the log (`None`: an ordinary end).
+    Close(Option<String>),
+}
+
+/// A client connection.
+pub struct Connection {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Unique per connection for the life of the process.
+    pub serial: u64,
+    /// Known once the first bytes arrive.
+    pub framing: Option<Framing>,
+    /// A request of this connection is on the worker pool.
+    pub waiting: bool,
+    /// Last time bytes moved in either direction.
+    pub last_activity: Instant,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+    close_after_flush: bool,
+    peer_closed: bool,
+    read_paused: bool,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream, serial: u64) -> Connection {
+        Connection {
+            stream,
+            serial,
+            framing: None,
+            waiting: false,
+            last_activity: Instant::now(),
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            close_after_flush: false,
+            peer_closed: false,
+            read_paused: false,
+        }
+    }
+
+    /// Whether part of a request has arrived (or nothing at all yet).
+    pub fn has_partial_request(&self) -> bool {
+        self.framing.is_none() || !self.input.is_empty()
+    }
+
+    /// Whether reply bytes wait for the socket.
+    pub fn has_output(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    /// Reads everything the socket has now (edge-triggered readiness needs
+    /// that), up to the input cap. Notes end of file.
+    pub fn read_available(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if self.input.len() >= MAX_BUFFERED_INPUT {
+                self.read_paused = true;
+                return Ok(());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    self.last_activity = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// If reading was paused by the input cap and there is room again,
+    /// reads on (nothing else will announce the bytes the kernel holds).
+    pub fn resume_reading(&mut self) -> io::Result<()> {
+        if self.read_paused && self.input.len() < MAX_BUFFERED_INPUT {
+            self.read_paused = false;
+            self.read_available()?;
+        }
+        Ok(())
+    }
+
+    /// Queues reply bytes.
+    pub fn queue(&mut self, bytes: &[u8], close: bool) {
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+        self.output.extend_from_slice(bytes);
+        self.close_after_flush |= close;
+    }
+
+    /// Writes as much queued output as the socket takes. Returns true when
+    /// all of it is written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while self.written < self.output.len() {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "socket took no bytes")),
+                Ok(n) => {
+                    self.written += n;
+                    self.last_activity = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Whether the connection is done once its output is flushed.
+    pub fn closes_after_flush(&self) -> bool {
+        self.close_after_flush
+    }
+
+    /// Works out the next step from the buffered input.
+    pub fn next_step(&mut self) -> Step {
+        let framing = match self.framing {
+            Some(f) => f,
+            None => match detect(&self.input) {
+                Some(f) => {
+                    self.framing = Some(f);
+                    f
+                }
+                None if self.peer_closed && self.input.is_empty() => return Step::Close(None),
+                // A short line without a line break, then end of file: a
+                // person's `printf 'help' | nc -N`.
+                None if self.peer_closed => {
+                    self.framing = Some(Framing::Text);
+                    Framing::Text
+                }
+                None => return Step::NeedMore,
+            },
+        };
+        match framing {
+            Framing::Legacy => self.next_legacy(),
+            Framing::Text => self.next_text(),
+        }
+    }
+
+    fn next_legacy(&mut self) -> Step {
+        let Some(frame) = legacy::take_frame(&self.input) else {
+            if self.peer_closed {
+                return Step::Close(Some(format!(
+                    "closed after {} of {FRAME_LEN} bytes of a legacy frame",
+                    self.input.len()
+                )));
+            }
+            return Step::NeedMore;
+        };
+        let step = match legacy::parse_frame(frame) {
+            Ok(LegacyRequest::Request(r)) => Step::Submit(r),
+            Ok(LegacyRequest::Unknown(echo)) => {
+                let name = String::from_utf8_lossy(crate::storage::record::trim(&echo[..legacy::COMMAND_LEN]));
+                log::warn!("legacy: unknown command '{}', echoed", name.chars().take(40).collect::<String>());
+                Step::Reply {
+                    bytes: legacy::encode_echo(&echo),
+                    close: true,
+                }
+            }
+            Err(e) => {
+                log::warn!("legacy: malformed frame: {e}; answered with the empty reply");
+                Step::Reply {
+                    bytes: Vec::new(),
+                    close: true,
+                }
+            }
+        };
+        // One request per connection: whatever follows the frame is unused.
+        self.input.clear();
+        step
+    }
+
+    fn next_text(&mut self) -> Step {
+        loop {
+            let line_end = self.input.iter().position(|&b| b == b'\n');
+            let line: Vec<u8> = match line_end {
+                Some(end) if end <= MAX_LINE + 1 => {
+                    let line = self.input[..end].to_vec();
+                    self.input.drain(..=end);
+                    line
+                }
+                Some(_) => return too_long(),
+                None if self.input.len() > MAX_LINE + 1 => return too_long(),
+                None if self.peer_closed && !self.input.is_empty() => std::mem::take(&mut self.input),
+                None if self.peer_closed => return Step::Close(None),
+                None => return Step::NeedMore,
+            };
+            match text::parse_line(&line, text::local_timestamp) {
+                Ok(TextCommand::Request(r)) => return Step::Submit(r),
+                Ok(TextCommand::Help) => {
+                    return Step::Reply {
+                        bytes: text::help(),
+                        close: false,
+                    }
+                }
+                Ok(TextCommand::Quit) => {
+                    return Step::Reply {
+                        bytes: b"OK\n".to_vec(),
+                        close: true,
+                    }
+                }
+                Ok(TextCommand::Nothing) => continue,
+                Err(e) => {
+                    let mut bytes = Vec::new();
+                    text::encode_error(&mut bytes, e.kind(), &e.to_string());
+                    return Step::Reply {
+                        bytes,
+                        close: e == TextError::TooLong,
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn too_long() -> Step {
+    log::warn!("text: line longer than {MAX_LINE} bytes; connection closed");
+    let mut bytes = Vec::new();
+    text::encode_error(&mut bytes, TextError::TooLong.kind(), &TextError::TooLong.to_string());
+    Step::Reply { bytes, close: true }
+}

@@ -1,0 +1,123 @@
+//! The worker pool: file work off the event loop.
+//!
+//! The loop sends a [`Job`] (a parsed request and the connection it came
+//! from); a worker runs it against the store, encodes the reply in the
+//! connection's framing, queues a [`Completion`] and wakes the loop through
+//! its `mio::Waker`. The loop itself never touches the disk.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::{Token, Waker};
+
+use crate::command::Request;
+use crate::protocol::{legacy, text, Framing};
+use crate::storage::{Store, StoreError};
+
+/// A request to run for a connection.
+pub struct Job {
+    /// The connection's slab token.
+    pub token: Token,
+    /// The connection's serial number: tokens are reused, serials are not.
+    pub serial: u64,
+    /// How to encode the reply.
+    pub framing: Framing,
+    /// What to run.
+    pub request: Request,
+}
+
+/// A finished job's reply bytes.
+pub struct Completion {
+    /// The connection's slab token.
+    pub token: Token,
+    /// The connection's serial number.
+    pub serial: u64,
+    /// The reply, ready to write.
+    pub reply: Vec<u8>,
+}
+
+/// Worker threads sharing one job queue.
+pub struct WorkerPool {
+    jobs: Option<Sender<Job>>,
+    done: Arc<Mutex<Vec<Completion>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Starts `n` workers on `store`; each finished job wakes `waker`.
+    pub fn start(n: usize, store: Arc<Store>, waker: Arc<Waker>) -> std::io::Result<WorkerPool> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let (rx, done, store, waker) = (rx.clone(), done.clone(), store.clone(), waker.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("wooter-worker-{i}"))
+                    .spawn(move || work(&rx, &done, &store, &waker))?,
+            );
+        }
+        Ok(WorkerPool {
+            jobs: Some(tx),
+            done,
+            threads,
+        })
+    }
+
+    /// Queues a job.
+    pub fn submit(&self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            // A send fails only when every worker has exited, which happens
+            // only at shutdown; the job's connection is then dropped.
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Takes every completion queued so far.
+    pub fn take_completed(&self) -> Vec<Completion> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>, done: &Mutex<Vec<Completion>>, store: &Store, waker: &Waker) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| job.request.execute(store))).unwrap_or_else(|_| {
+            log::error!("{}: the request panicked; answered as a storage error", job.request.name());
+            Err(StoreError::Io(std::io::Error::other("internal error")))
+        });
+        if let Err(e) = &result {
+            match e {
+                StoreError::Io(_) | StoreError::Corrupt { .. } => log::error!("{}: {e}", job.request.name()),
+                _ => log::warn!("{} ({}): {e}", job.request.name(), job.framing.as_str()),
+            }
+        }
+        let reply = match job.framing {
+            Framing::Legacy => legacy::encode_reply(&result),
+            Framing::Text => text::encode_reply(&result),
+        };
+        done.lock().unwrap_or_else(|e| e.into_inner()).push(Completion {
+            token: job.token,
+            serial: job.serial,
+            reply,
+        });
+        if let Err(e) = waker.wake() {
+            log::error!("cannot wake the event loop: {e}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The data directory: the old server's fixed-width files, read and written
+//! in place, under per-file locks.
+//!
+//! - [`layout`]: which file and offset holds each value;
+//! - [`record`]: the user record and the woot, as bytes;
+//! - [`catalog`]: the in-memory username index and free slots;
+//! - [`locks`]: one lock per file, taken in one order;
+//! - [`files`]: reads, and changes as write sets;
+//! - [`op`]: every change to the data, as a deterministic [`Op`];
+//! - [`query`]: every read, as a [`Query`];
+//! - [`check`]: the consistency checker behind `wooter check`.
+
+pub mod catalog;
+pub mod check;
+pub mod error;
+pub mod files;
+pub mod layout;
+pub mod locks;
+pub mod op;
+pub mod query;
+pub mod record;
+
+use std::path::Path;
+
+use parking_lot::RwLock;
+
+pub use error::StoreError;
+pub use op::Op;
+pub use query::Query;
+
+use catalog::Catalog;
+use files::DataFiles;
+use layout::{list_place, row_slot, user_offset, FileId, ListKind, FOLDERS, ID_WIDTH, IDS_PER_LINE, USER_LINE};
+use locks::{LockTable, Mode};
+use record::{parse_number, trim, UserRecord, Username, Woot, RECORD_LEN};
+
+/// What a query or an op answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// One user.
+    User(UserRecord),
+    /// Two users (follow, unfollow): the first, then the second.
+    Pair(UserRecord, UserRecord),
+    /// User ids of a follow list.
+    Ids(Vec<u32>),
+    /// Woots, in the order asked for.
+    Woots(Vec<Woot>),
+    /// A yes or no.
+    Bool(bool),
+}
+
+/// A data directory opened for serving.
+pub struct Store {
+    files: DataFiles,
+    catalog: RwLock<Catalog>,
+    locks: LockTable,
+}
+
+/// A position in a follow list, and what it holds.
+#[derive(Debug, Clone, Copy)]
+struct ListEntry {
+    index: u32,
+    id: Option<u32>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory at `root` and builds
+    /// the username index from its user files.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for folder in FOLDERS {
+            create_private_dir(&root.join(folder))?;
+        }
+        let files = DataFiles::new(root);
+        let mut catalog = Catalog::default();
+        let mut row = 0;
+        while let Some(bytes) = files.read_all(FileId::Users(row))? {
+            catalog.ensure_rows(row + 1);
+            for (slot, line) in bytes.chunks(USER_LINE).enumerate().take(layout::SLOTS_PER_ROW as usize) {
+                let id = row * layout::SLOTS_PER_ROW + slot as u32;
+                match UserRecord::decode(line) {
+                    Ok(Some(user)) => {
+                        if !catalog.insert(&user.username, id) {
+                            log::warn!(
+                                "user file row {row}: username {} at id {id} is already used; the first is served",
+                                user.username.display()
+                            );
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::warn!("user file row {row} slot {slot}: unreadable record ({e}); slot left alone"),
+                }
+            }
+            row += 1;
+        }
+        if let Some(fids) = files.read_all(FileId::Fids)? {
+            let digits = fids
+                .chunks(2)
+                .take(catalog.rows() as usize)
+                .filter_map(|pair| pair.first().filter(|d| d.is_ascii_digit()).map(|d| d - b'0'))
+                .collect();
+            catalog.set_fids(digits);
+        }
+        Ok(Store {
+            files,
+            catalog: RwLock::new(catalog),
+            locks: LockTable::default(),
+        })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        self.files.root()
+    }
+
+    /// Number of registered users.
+    pub fn user_count(&self) -> usize {
+        self.catalog.read().len()
+    }
+
+    fn lookup(&self, name: &Username) -> Result<u32, StoreError> {
+        self.catalog
+            .read()
+            .lookup(name)
+            .ok_or_else(|| StoreError::NoSuchUser(name.display()))
+    }
+
+    fn corrupt(&self, file: FileId, detail: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            file: file.path(self.files.root()),
+            detail: detail.into(),
+        }
+    }
+
+    /// Reads user `id`'s record. The caller holds (at least) a read lock on
+    /// its user file.
+    fn load_user_locked(&self, id: u32) -> Result<Option<UserRecord>, StoreError> {
+        let (row, slot) = row_slot(id);
+        let file = FileId::Users(row);
+        let Some(bytes) = self.files.read_at(file, user_offset(slot), RECORD_LEN)? else {
+            return Ok(None);
+        };
+        if bytes.len() < RECORD_LEN {
+            return Ok(None);
+        }
+        match UserRecord::decode(&bytes) {
+            Ok(Some(user)) if user.id != id => Err(self.corrupt(file, format!("slot of id {id} holds id {}", user.id))),
+            Ok(found) => Ok(found),
+            Err(e) => Err(self.corrupt(file, format!("record of id {id}: {e}"))),
+        }
+    }
+
+    /// Reads user `id`'s record under a read lock of its file.
+    fn load_user(&self, id: u32) -> Result<Option<UserRecord>, StoreError> {
+        let _held = self.locks.acquire(Mode::Read, &[FileId::Users(row_slot(id).0)]);
+        self.load_user_locked(id)
+    }
+
+    /// Reads a user known to the catalog, as an error if it vanished.
+    fn load_known_user(&self, id: u32) -> Result<UserRecord, StoreError> {
+        self.load_user(id)?
+            .ok_or_else(|| self.corrupt(FileId::Users(row_slot(id).0), format!("indexed id {id} is blank")))
+    }
+
+    /// Walks user `id`'s list of `kind` position by position, column file by
+    /// column file, until `visit` returns false or the columns end. With
+    /// `lock`, each column file is read under its read lock (readers); a
+    /// writer holding the user's row lock reads without (see
+    /// `docs/concurrency.md`).
+    fn walk_list(
+        &self,
+        kind: ListKind,
+        id: u32,
+        lock: bool,
+        mut visit: impl FnMut(ListEntry) -> bool,
+    ) -> Result<(), StoreError> {
+        for col in 0.. {
+            let (file, offset) = list_place(kind, id, col * IDS_PER_LINE);
+            let _held = lock.then(|| self.locks.acquire(Mode::Read, &[file]));
+            let Some(line) = self.files.read_at(file, offset, ID_WIDTH * IDS_PER_LINE as usize)? else {
+                return Ok(());
+            };
+            for (place, cell) in line.chunks(ID_WIDTH).enumerate() {
+                let cell = trim(cell);
+                let id = if cell.is_empty() {
+                    None
+                } else {
+                    Some(parse_number("id", cell).map_err(|_| self.corrupt(file, "a list place is not an id"))?)
+                };
+                let entry = ListEntry {
+                    index: col * IDS_PER_LINE + place as u32,
+                    id,
+                };
+                if !visit(entry) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
