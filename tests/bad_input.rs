@@ -1,0 +1,201 @@
+//! Bad, split, slow and vanishing input against a real server: every case
+//! gets the legacy empty reply or a text ERR, and the server keeps serving.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn create(server: &Server, name: &str) -> Vec<u8> {
+    server.legacy(&frame("create_new_user", &simple_record(name)))
+}
+
+fn assert_serving(server: &mut Server) {
+    assert!(server.is_running(), "server exited; log:\n{}", server.log());
+    let reply = server.legacy(&frame("read_user", b"alive_check"));
+    if reply.is_empty() {
+        let created = create(server, "alive_check");
+        assert_eq!(created.len(), 260, "server no longer answers");
+    } else {
+        assert_eq!(reply.len(), 260);
+    }
+}
+
+#[test]
+fn a_frame_sent_one_byte_at_a_time_is_answered() {
+    let dir = TempDir::new("bytewise");
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(create(&server, "member001").len(), 260);
+    let f = frame("read_user", b"member001");
+    let mut s = server.connect();
+    s.set_nodelay(true).unwrap();
+    for (i, b) in f.iter().enumerate() {
+        s.write_all(&[*b]).unwrap();
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let reply = read_to_close(&mut s);
+    assert_eq!(reply.len(), 260);
+    assert_eq!(&reply[16..25], b"member001");
+}
+
+#[test]
+fn malformed_frames_get_the_empty_reply_and_a_warning() {
+    let dir = TempDir::new("malformed");
+    let mut server = Server::start(dir.path(), &[]);
+    assert_eq!(create(&server, "member001").len(), 260);
+    assert_eq!(create(&server, "member002").len(), 260);
+    let one = simple_record("member001");
+    let two = simple_record("member002");
+    let ghost = simple_record("nobody_here");
+    let pair = |a: &[u8], b: &[u8]| [a, b" ", b].concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("read_id of letters", frame("read_id", b"12ab")),
+        ("read_id empty", frame("read_id", b"")),
+        ("read_id huge", frame("read_id", b"99999999999999999999")),
+        ("read_id beyond the files", frame("read_id", b"4000")),
+        ("read_id of an empty slot", frame("read_id", b"7")),
+        ("unknown user", frame("read_user", b"nobody_here")),
+        ("duplicate username", frame("create_new_user", &one)),
+        ("username too long", frame("create_new_user", &simple_record("abcdefghijklmnopqrstuvwxy"))),
+        ("age too wide", frame("create_new_user", &user_record("member009", "password123", 0, "A B", "1000", "e@x", b'n'))),
+        ("age not a number", frame("create_new_user", &user_record("member009", "password123", 0, "A B", "x1", "e@x", b'n'))),
+        ("empty username", frame("create_new_user", &simple_record(""))),
+        ("empty password", frame("create_new_user", &user_record("member009", "", 0, "A B", "1", "e@x", b'n'))),
+        ("follow unknown", frame("follow", &pair(&one, &ghost))),
+        ("follow self", frame("follow", &pair(&one, &one))),
+        ("unfollow unknown", frame("unfollow", &pair(&ghost, &two))),
+        ("bad list kind", frame("load_following", &[one.as_slice(), b" friends 10"].concat())),
+        ("list count missing", frame("load_following", &[one.as_slice(), b" followers"].concat())),
+        ("woots count not a number", frame("load_woots", &[one.as_slice(), b" ten"].concat())),
+        ("woots of unknown user", frame("load_woots", &[ghost.as_slice(), b" 10"].concat())),
+        ("already_following bad id", frame("already_following", &[one.as_slice(), b" x"].concat())),
+        ("flush with bad status", frame("flush_user", &user_record("member001", "password123", 0, "A B", "1", "e@x", b'z'))),
+        ("flush unknown user", frame("flush_user", &ghost)),
+        ("empty woot", frame("write_woot", &one)),
+        ("woot for unknown user", frame("write_woot", &[ghost.as_slice(), b" hello"].concat())),
+    ];
+    for (what, f) in &cases {
+        assert_eq!(server.legacy(f), b"", "{what}: expected the empty reply");
+    }
+    assert_serving(&mut server);
+    // Nothing was stored by any refused request.
+    let check = std::process::Command::new(BIN).arg("check").arg(dir.path()).output().unwrap();
+    let out = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(check.status.success(), "{out}");
+    assert!(out.contains("3 users, 0 follows, 0 woots"), "{out}");
+    assert!(server.log().contains("WARN"), "no warning logged:\n{}", server.log());
+}
+
+#[test]
+fn unknown_commands_are_echoed_like_the_old_server() {
+    let dir = TempDir::new("echo");
+    let server = Server::start(dir.path(), &[]);
+    let f = frame("frobnicate", b"abc");
+    let reply = server.legacy(&f);
+    assert_eq!(reply.len(), 560);
+    assert_eq!(&reply[..559], &f[..559]);
+    assert_eq!(reply[559], b'\n');
+}
+
+#[test]
+fn line_breaks_and_nul_never_reach_a_file_or_a_reply_line() {
+    let dir = TempDir::new("linebreaks");
+    let server = Server::start(dir.path(), &[]);
+    let rec = user_record("member001", "pass\nword1", 0, "Ann\rB\0C", "20", "a\n@b", b'n');
+    let created = server.legacy(&frame("create_new_user", &rec));
+    assert_eq!(created.len(), 260);
+    assert_eq!(created.iter().filter(|&&b| b == b'\n').count(), 1);
+    let mut payload = simple_record("member001");
+    payload.extend_from_slice(b" two\nlines\0and\rmore");
+    let reply = server.legacy(&frame("write_woot", &payload));
+    assert_eq!(reply.len(), 260);
+    let woots = server.legacy(&frame("load_woots", &[simple_record("member001").as_slice(), b" 5"].concat()));
+    assert_eq!(woots.len(), 125);
+    assert_eq!(woots.iter().filter(|&&b| b == b'\n').count(), 1);
+    assert!(String::from_utf8_lossy(&woots).starts_with("two lines and more"));
+    for (name, bytes) in tree(dir.path()) {
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        assert!(!bytes.contains(&0), "{name} holds a NUL");
+        if name.starts_with("users") || name.starts_with("woots") {
+            assert_eq!(lines, 10, "{name} has {lines} line breaks");
+        }
+    }
+}
+
+#[test]
+fn garbage_and_vanishing_clients_harm_nobody() {
+    let dir = TempDir::new("garbage");
+    let mut server = Server::start(dir.path(), &[]);
+    assert_eq!(create(&server, "member001").len(), 260);
+    // 560 bytes of noise, closed without reading.
+    let noise: Vec<u8> = (0..560u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut s = server.connect();
+    s.write_all(&noise).unwrap();
+    drop(s);
+    // Noise, then read whatever comes back after a half-close.
+    let mut s = server.connect();
+    s.write_all(&noise).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let _ = read_to_close(&mut s);
+    // A valid request whose client vanishes before the reply.
+    for _ in 0..50 {
+        let mut s = server.connect();
+        s.write_all(&frame("load_woots", &[simple_record("member001").as_slice(), b" 100"].concat())).unwrap();
+        drop(s);
+    }
+    // Half a frame, then gone.
+    let mut s = server.connect();
+    s.write_all(&frame("read_user", b"member001")[..100]).unwrap();
+    drop(s);
+    // A text line longer than 4 KiB: ERR, then closed.
+    let mut s = server.connect();
+    let mut long = b"write_woot member001 ".to_vec();
+    long.resize(5000, b'x');
+    long.push(b'\n');
+    s.write_all(&long).unwrap();
+    let reply = read_to_close(&mut s);
+    assert!(String::from_utf8_lossy(&reply).starts_with("ERR too_long"), "{:?}", String::from_utf8_lossy(&reply));
+    assert_serving(&mut server);
+    let reply = server.legacy(&frame("read_user", b"member001"));
+    assert_eq!(&reply[249..259], b"         0", "no woot was stored by garbage");
+}
+
+#[test]
+fn a_partial_frame_then_silence_is_closed_by_the_timeout() {
+    let dir = TempDir::new("partial");
+    let mut server = Server::start(dir.path(), &["--partial-timeout", "1"]);
+    let mut s = server.connect();
+    s.write_all(&frame("read_user", b"member001")[..300]).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).expect("the server closes, not the read timeout");
+    assert_eq!(n, 0, "closed without a reply");
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "closed after {waited:?}");
+    assert!(server.log().contains("partial request"), "{}", server.log());
+    assert_serving(&mut server);
+}
+
+#[test]
+fn beyond_the_connection_limit_new_connections_are_closed_at_once() {
+    let dir = TempDir::new("limit");
+    let mut server = Server::start(dir.path(), &["--max-connections", "4"]);
+    let held: Vec<_> = (0..4).map(|_| server.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = server.connect();
+    let mut buf = [0u8; 16];
+    assert_eq!(extra.read(&mut buf).expect("closed, not timed out"), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("connection limit") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains("connection limit (4) reached"), "{}", server.log());
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_serving(&mut server);
+}
