@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! wooter: a drop-in backend for the Wooter PHP frontend.
 //!
 //! The crate is laid out by concern:

@@ -61,30 +61,79 @@ fn malformed_frames_get_the_empty_reply_and_a_warning() {
         ("read_id of an empty slot", frame("read_id", b"7")),
         ("unknown user", frame("read_user", b"nobody_here")),
         ("duplicate username", frame("create_new_user", &one)),
-        ("username too long", frame("create_new_user", &simple_record("abcdefghijklmnopqrstuvwxy"))),
-        ("age too wide", frame("create_new_user", &user_record("member009", "password123", 0, "A B", "1000", "e@x", b'n'))),
-        ("age not a number", frame("create_new_user", &user_record("member009", "password123", 0, "A B", "x1", "e@x", b'n'))),
+        (
+            "username too long",
+            frame("create_new_user", &simple_record("abcdefghijklmnopqrstuvwxy")),
+        ),
+        (
+            "age too wide",
+            frame(
+                "create_new_user",
+                &user_record("member009", "password123", 0, "A B", "1000", "e@x", b'n'),
+            ),
+        ),
+        (
+            "age not a number",
+            frame(
+                "create_new_user",
+                &user_record("member009", "password123", 0, "A B", "x1", "e@x", b'n'),
+            ),
+        ),
         ("empty username", frame("create_new_user", &simple_record(""))),
-        ("empty password", frame("create_new_user", &user_record("member009", "", 0, "A B", "1", "e@x", b'n'))),
+        (
+            "empty password",
+            frame(
+                "create_new_user",
+                &user_record("member009", "", 0, "A B", "1", "e@x", b'n'),
+            ),
+        ),
         ("follow unknown", frame("follow", &pair(&one, &ghost))),
         ("follow self", frame("follow", &pair(&one, &one))),
         ("unfollow unknown", frame("unfollow", &pair(&ghost, &two))),
-        ("bad list kind", frame("load_following", &[one.as_slice(), b" friends 10"].concat())),
-        ("list count missing", frame("load_following", &[one.as_slice(), b" followers"].concat())),
-        ("woots count not a number", frame("load_woots", &[one.as_slice(), b" ten"].concat())),
-        ("woots of unknown user", frame("load_woots", &[ghost.as_slice(), b" 10"].concat())),
-        ("already_following bad id", frame("already_following", &[one.as_slice(), b" x"].concat())),
-        ("flush with bad status", frame("flush_user", &user_record("member001", "password123", 0, "A B", "1", "e@x", b'z'))),
+        (
+            "bad list kind",
+            frame("load_following", &[one.as_slice(), b" friends 10"].concat()),
+        ),
+        (
+            "list count missing",
+            frame("load_following", &[one.as_slice(), b" followers"].concat()),
+        ),
+        (
+            "woots count not a number",
+            frame("load_woots", &[one.as_slice(), b" ten"].concat()),
+        ),
+        (
+            "woots of unknown user",
+            frame("load_woots", &[ghost.as_slice(), b" 10"].concat()),
+        ),
+        (
+            "already_following bad id",
+            frame("already_following", &[one.as_slice(), b" x"].concat()),
+        ),
+        (
+            "flush with bad status",
+            frame(
+                "flush_user",
+                &user_record("member001", "password123", 0, "A B", "1", "e@x", b'z'),
+            ),
+        ),
         ("flush unknown user", frame("flush_user", &ghost)),
         ("empty woot", frame("write_woot", &one)),
-        ("woot for unknown user", frame("write_woot", &[ghost.as_slice(), b" hello"].concat())),
+        (
+            "woot for unknown user",
+            frame("write_woot", &[ghost.as_slice(), b" hello"].concat()),
+        ),
     ];
     for (what, f) in &cases {
         assert_eq!(server.legacy(f), b"", "{what}: expected the empty reply");
     }
     assert_serving(&mut server);
     // Nothing was stored by any refused request.
-    let check = std::process::Command::new(BIN).arg("check").arg(dir.path()).output().unwrap();
+    let check = std::process::Command::new(BIN)
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&check.stdout).to_string();
     assert!(check.status.success(), "{out}");
     assert!(out.contains("3 users, 0 follows, 0 woots"), "{out}");
@@ -114,7 +163,10 @@ fn line_breaks_and_nul_never_reach_a_file_or_a_reply_line() {
     payload.extend_from_slice(b" two\nlines\0and\rmore");
     let reply = server.legacy(&frame("write_woot", &payload));
     assert_eq!(reply.len(), 260);
-    let woots = server.legacy(&frame("load_woots", &[simple_record("member001").as_slice(), b" 5"].concat()));
+    let woots = server.legacy(&frame(
+        "load_woots",
+        &[simple_record("member001").as_slice(), b" 5"].concat(),
+    ));
     assert_eq!(woots.len(), 125);
     assert_eq!(woots.iter().filter(|&&b| b == b'\n').count(), 1);
     assert!(String::from_utf8_lossy(&woots).starts_with("two lines and more"));
@@ -145,7 +197,11 @@ fn garbage_and_vanishing_clients_harm_nobody() {
     // A valid request whose client vanishes before the reply.
     for _ in 0..50 {
         let mut s = server.connect();
-        s.write_all(&frame("load_woots", &[simple_record("member001").as_slice(), b" 100"].concat())).unwrap();
+        s.write_all(&frame(
+            "load_woots",
+            &[simple_record("member001").as_slice(), b" 100"].concat(),
+        ))
+        .unwrap();
         drop(s);
     }
     // Half a frame, then gone.
@@ -159,7 +215,11 @@ fn garbage_and_vanishing_clients_harm_nobody() {
     long.push(b'\n');
     s.write_all(&long).unwrap();
     let reply = read_to_close(&mut s);
-    assert!(String::from_utf8_lossy(&reply).starts_with("ERR too_long"), "{:?}", String::from_utf8_lossy(&reply));
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("ERR too_long"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
     assert_serving(&mut server);
     let reply = server.legacy(&frame("read_user", b"member001"));
     assert_eq!(&reply[249..259], b"         0", "no woot was stored by garbage");
@@ -176,7 +236,10 @@ fn a_partial_frame_then_silence_is_closed_by_the_timeout() {
     let n = s.read(&mut buf).expect("the server closes, not the read timeout");
     assert_eq!(n, 0, "closed without a reply");
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
     assert!(server.log().contains("partial request"), "{}", server.log());
     assert_serving(&mut server);
 }
@@ -194,7 +257,11 @@ fn beyond_the_connection_limit_new_connections_are_closed_at_once() {
     while !server.log().contains("connection limit") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(server.log().contains("connection limit (4) reached"), "{}", server.log());
+    assert!(
+        server.log().contains("connection limit (4) reached"),
+        "{}",
+        server.log()
+    );
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     assert_serving(&mut server);

@@ -49,17 +49,32 @@ fn replay_is_byte_identical_and_leaves_identical_files() {
     let got_names: Vec<_> = got.keys().collect();
     assert_eq!(got_names, want_names, "the same files");
     for (name, bytes) in &want {
-        assert!(got[name] == *bytes, "{name} differs:\n want {:?}\n got  {:?}", String::from_utf8_lossy(bytes), String::from_utf8_lossy(&got[name]));
+        assert!(
+            got[name] == *bytes,
+            "{name} differs:\n want {:?}\n got  {:?}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&got[name])
+        );
     }
-    let check = std::process::Command::new(BIN).arg("check").arg(&data).output().unwrap();
-    assert!(check.status.success(), "check: {}", String::from_utf8_lossy(&check.stdout));
+    let check = std::process::Command::new(BIN)
+        .arg("check")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 /// Parses the fixture's user files independently of wooter's code.
 fn fixture_users() -> Vec<(u32, Vec<u8>)> {
     let mut users = Vec::new();
     for row in 0.. {
-        let Ok(bytes) = std::fs::read(fixtures().join(format!("data/users/u_{row}.txt"))) else { break };
+        let Ok(bytes) = std::fs::read(fixtures().join(format!("data/users/u_{row}.txt"))) else {
+            break;
+        };
         for (slot, line) in bytes.chunks(260).enumerate() {
             if line[..259].iter().any(|&b| b != b' ') {
                 users.push((row * 10 + slot as u32, line.to_vec()));
@@ -77,7 +92,9 @@ fn list_ids(prefix: &str, folder: &str, id: u32) -> Vec<String> {
     let (row, slot) = (id / 10, (id % 10) as usize);
     let mut ids = Vec::new();
     for col in 0.. {
-        let Ok(bytes) = std::fs::read(fixtures().join(format!("data/{folder}/{prefix}_r{row}c{col}.txt"))) else { break };
+        let Ok(bytes) = std::fs::read(fixtures().join(format!("data/{folder}/{prefix}_r{row}c{col}.txt"))) else {
+            break;
+        };
         let line = &bytes[slot * 111..slot * 111 + 110];
         for cell in line.chunks(11) {
             let s = String::from_utf8_lossy(cell).trim().to_string();
@@ -100,8 +117,16 @@ fn a_copy_of_the_old_data_reads_back_correctly() {
     assert_eq!(users.len(), 25);
     for (id, line) in &users {
         let name = field(line, 0, 25);
-        assert_eq!(server.legacy(&frame("read_user", name.as_bytes())), *line, "read_user {name}");
-        assert_eq!(server.legacy(&frame("read_id", id.to_string().as_bytes())), *line, "read_id {id}");
+        assert_eq!(
+            server.legacy(&frame("read_user", name.as_bytes())),
+            *line,
+            "read_user {name}"
+        );
+        assert_eq!(
+            server.legacy(&frame("read_id", id.to_string().as_bytes())),
+            *line,
+            "read_id {id}"
+        );
         let mut record = simple_record(&name);
         for (kind, folder, prefix, count_at) in [("followees", "flwes", "fe", 237), ("followers", "flwrs", "fr", 226)] {
             let count: usize = field(line, count_at, 11).parse().unwrap();
@@ -110,7 +135,10 @@ fn a_copy_of_the_old_data_reads_back_correctly() {
             let mut payload = record.clone();
             payload.extend_from_slice(format!(" {kind} 1000").as_bytes());
             let got = server.legacy(&frame("load_following", &payload));
-            let got_ids: Vec<String> = String::from_utf8_lossy(&got).split_whitespace().map(str::to_string).collect();
+            let got_ids: Vec<String> = String::from_utf8_lossy(&got)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
             assert_eq!(got_ids, want, "{kind} of {name}");
         }
         let woots: u32 = field(line, 249, 10).parse().unwrap();
@@ -122,13 +150,17 @@ fn a_copy_of_the_old_data_reads_back_correctly() {
             let bytes = std::fs::read(fixtures().join(format!("data/woots/w_r{row}c{}.txt", k / 10))).unwrap();
             let at = slot * 1241 + (k % 10) as usize * 124;
             want.extend_from_slice(&bytes[at..at + 124]);
-            if (woots - k) % 4 == 0 {
+            if (woots - k).is_multiple_of(4) {
                 want.push(b'\n');
             }
         }
-        if woots % 4 != 0 {
+        if !woots.is_multiple_of(4) {
             want.push(b'\n');
         }
-        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "woots of {name}");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "woots of {name}"
+        );
     }
 }

@@ -11,7 +11,10 @@ use common::*;
 #[test]
 fn the_php_client_gets_correct_answers() {
     if Command::new("php").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have php installed (.ci/run installs php-cli)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have php installed (.ci/run installs php-cli)"
+        );
         eprintln!("php is not installed: the PHP client test did not run");
         return;
     }
@@ -23,6 +26,10 @@ fn the_php_client_gets_correct_answers() {
         .output()
         .expect("run php");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "php client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "php client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("checks, 0 failed"), "{stdout}");
 }

@@ -11,7 +11,10 @@ fn ok(lines: &[String]) -> &[String] {
 
 fn err(lines: &[String], kind: &str) {
     assert_eq!(lines.len(), 1, "one status line: {lines:?}");
-    assert!(lines[0].starts_with(&format!("ERR {kind} ")), "want ERR {kind}: {lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("ERR {kind} ")),
+        "want ERR {kind}: {lines:?}"
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn a_session_runs_many_commands_on_one_connection() {
     let body = t.send("create_new_user member001 secretpass1 17 one@example.org Given One");
     assert_eq!(ok(&body), ["id=0 username=member001 status=n age=17 followers=0 followees=0 woots=0 email=one@example.org name=Given One"]);
     ok(&t.send("create_new_user member002 secretpass2 18 two@example.org Ann van Dyke"));
-    err(&t.send("create_new_user member002 secretpass2 18 two@example.org Ann"), "exists");
+    err(
+        &t.send("create_new_user member002 secretpass2 18 two@example.org Ann"),
+        "exists",
+    );
     let body = t.send("read_user member002");
     assert!(ok(&body)[0].ends_with("name=Ann van Dyke"), "{body:?}");
     assert!(!body[0].contains("secretpass"), "passwords are not shown: {body:?}");
@@ -31,7 +37,10 @@ fn a_session_runs_many_commands_on_one_connection() {
     err(&t.send("read_id 99"), "not_found");
     let body = t.send("follow member001 member002");
     let users = ok(&body);
-    assert!(users[0].contains("followees=1") && users[1].contains("followers=1"), "{users:?}");
+    assert!(
+        users[0].contains("followees=1") && users[1].contains("followers=1"),
+        "{users:?}"
+    );
     err(&t.send("follow member001 member001"), "invalid");
     assert_eq!(ok(&t.send("load_following member001 followees")), ["1"]);
     assert_eq!(ok(&t.send("load_following member002 followers 5")), ["0"]);
@@ -45,7 +54,9 @@ fn a_session_runs_many_commands_on_one_connection() {
     let woots = ok(&newest);
     assert_eq!(woots.len(), 2);
     assert!(woots[1] == "[2026-01-01 -> 9:00:00] first woot", "{woots:?}");
-    let stamped = woots[0].strip_suffix("] second  woot, with spaces").expect("text kept as sent");
+    let stamped = woots[0]
+        .strip_suffix("] second  woot, with spaces")
+        .expect("text kept as sent");
     assert_server_time_format(stamped.strip_prefix('[').expect("bracket"));
     let oldest = t.send("load_woots_seq member001 1");
     assert_eq!(ok(&oldest), ["[2026-01-01 -> 9:00:00] first woot"]);
@@ -56,14 +67,36 @@ fn a_session_runs_many_commands_on_one_connection() {
     assert!(ok(&body)[0].contains("followees=0"));
     assert!(ok(&t.send("load_following member001 followees")).is_empty());
     let body = t.send("flush_user member002 newpass123 19 new@example.org d Ann Dyke");
-    assert!(ok(&body)[0].contains("status=d") && body[0].contains("email=new@example.org"), "{body:?}");
-    err(&t.send("flush_user member002 newpass123 19 new@example.org x Ann Dyke"), "invalid");
+    assert!(
+        ok(&body)[0].contains("status=d") && body[0].contains("email=new@example.org"),
+        "{body:?}"
+    );
+    err(
+        &t.send("flush_user member002 newpass123 19 new@example.org x Ann Dyke"),
+        "invalid",
+    );
     err(&t.send("frobnicate"), "unknown_command");
     err(&t.send("read_user"), "invalid");
     err(&t.send("load_woots member001 many"), "invalid");
     let help = t.send("help");
-    for command in ["create_new_user", "read_user", "read_id", "flush_user", "follow", "unfollow", "load_following", "write_woot", "load_woots", "load_woots_seq", "already_following", "quit"] {
-        assert!(help.iter().any(|l| l.trim_start().starts_with(command)), "help lacks {command}");
+    for command in [
+        "create_new_user",
+        "read_user",
+        "read_id",
+        "flush_user",
+        "follow",
+        "unfollow",
+        "load_following",
+        "write_woot",
+        "load_woots",
+        "load_woots_seq",
+        "already_following",
+        "quit",
+    ] {
+        assert!(
+            help.iter().any(|l| l.trim_start().starts_with(command)),
+            "help lacks {command}"
+        );
     }
     // Blank lines and CRLF are fine.
     t.writer.write_all(b"\r\n\nread_id 0\r\n").unwrap();
@@ -80,11 +113,23 @@ fn assert_server_time_format(stamp: &str) {
     // YYYY-MM-DD -> H:MM:SS, hour without a leading zero.
     let (date, time) = stamp.split_once(" -> ").expect("arrow");
     let d: Vec<&str> = date.split('-').collect();
-    assert!(d.len() == 3 && d[0].len() == 4 && d[1].len() == 2 && d[2].len() == 2, "{stamp}");
+    assert!(
+        d.len() == 3 && d[0].len() == 4 && d[1].len() == 2 && d[2].len() == 2,
+        "{stamp}"
+    );
     let t: Vec<&str> = time.split(':').collect();
-    assert!(t.len() == 3 && !t[0].is_empty() && t[0].len() <= 2 && t[1].len() == 2 && t[2].len() == 2, "{stamp}");
-    assert!(!(t[0].len() == 2 && t[0].starts_with('0')), "hour has a leading zero: {stamp}");
-    assert!(stamp.chars().all(|c| c.is_ascii_digit() || " ->:".contains(c)), "{stamp}");
+    assert!(
+        t.len() == 3 && !t[0].is_empty() && t[0].len() <= 2 && t[1].len() == 2 && t[2].len() == 2,
+        "{stamp}"
+    );
+    assert!(
+        !(t[0].len() == 2 && t[0].starts_with('0')),
+        "hour has a leading zero: {stamp}"
+    );
+    assert!(
+        stamp.chars().all(|c| c.is_ascii_digit() || " ->:".contains(c)),
+        "{stamp}"
+    );
 }
 
 #[test]
@@ -94,7 +139,9 @@ fn commands_sent_at_once_are_answered_in_order() {
     let mut t = TextSession::open(&server);
     let mut batch = String::new();
     for i in 0..50 {
-        batch.push_str(&format!("create_new_user user{i:05} password{i:05} 20 u{i}@x.org User {i}\n"));
+        batch.push_str(&format!(
+            "create_new_user user{i:05} password{i:05} 20 u{i}@x.org User {i}\n"
+        ));
     }
     for i in 0..50 {
         batch.push_str(&format!("read_id {i}\n"));
@@ -102,7 +149,10 @@ fn commands_sent_at_once_are_answered_in_order() {
     t.writer.write_all(batch.as_bytes()).unwrap();
     for i in 0..50 {
         let body = t.read_reply();
-        assert!(ok(&body)[0].starts_with(&format!("id={i} username=user{i:05} ")), "{body:?}");
+        assert!(
+            ok(&body)[0].starts_with(&format!("id={i} username=user{i:05} ")),
+            "{body:?}"
+        );
     }
     for i in 0..50 {
         let body = t.read_reply();

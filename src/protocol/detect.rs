@@ -40,7 +40,10 @@ mod tests {
         assert_eq!(detect(&legacy), Some(Framing::Legacy));
         assert_eq!(detect(b"read_user member001\n"), Some(Framing::Text));
         assert_eq!(detect(b"help\n"), Some(Framing::Text));
-        assert_eq!(detect(b"write_woot member001 a long woot text that goes on"), Some(Framing::Text));
+        assert_eq!(
+            detect(b"write_woot member001 a long woot text that goes on"),
+            Some(Framing::Text)
+        );
         assert_eq!(detect(b"read_user member001"), None);
     }
 }

@@ -9,7 +9,9 @@ use thiserror::Error;
 use crate::command::Request;
 use crate::storage::layout::{ListKind, ID_WIDTH};
 use crate::storage::query::WootOrder;
-use crate::storage::record::{self, parse_number, raw_record, trim, Profile, RawRecord, RecordError, Status, Username, Woot};
+use crate::storage::record::{
+    self, parse_number, raw_record, trim, Profile, RawRecord, RecordError, Status, Username, Woot,
+};
 use crate::storage::{Answer, Op, Query, StoreError};
 
 /// Length of every request.
@@ -168,7 +170,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<LegacyRequest, LegacyError> {
         }
         "write_woot" => {
             let username = p.username(&p.record(body)?)?;
-            let text = frame.get(SECOND_PART..SECOND_PART + record::width::WOOT_TEXT).unwrap_or(&[]);
+            let text = frame
+                .get(SECOND_PART..SECOND_PART + record::width::WOOT_TEXT)
+                .unwrap_or(&[]);
             let stamp_at = SECOND_PART + record::width::WOOT_TEXT + 1;
             let stamp = frame.get(stamp_at..stamp_at + record::width::WOOT_TIME).unwrap_or(&[]);
             if trim(text).is_empty() {
@@ -200,7 +204,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<LegacyRequest, LegacyError> {
 
 /// Takes a whole frame off the front of `buf`, if one is there.
 pub fn take_frame(buf: &[u8]) -> Option<&[u8]> {
-    take::<_, _, nom::error::Error<&[u8]>>(FRAME_LEN)(buf).ok().map(|(_, f)| f)
+    take::<_, _, nom::error::Error<&[u8]>>(FRAME_LEN)(buf)
+        .ok()
+        .map(|(_, f)| f)
 }
 
 fn user_line(out: &mut Vec<u8>, user: &record::UserRecord) {

@@ -59,17 +59,37 @@ impl TextError {
 
 /// Every command: name, arguments, what it does. `help` prints this.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("create_new_user", "USERNAME PASSWORD AGE EMAIL FULL NAME", "register a user"),
+    (
+        "create_new_user",
+        "USERNAME PASSWORD AGE EMAIL FULL NAME",
+        "register a user",
+    ),
     ("read_user", "USERNAME", "show a user"),
     ("read_id", "ID", "show the user with this id"),
-    ("flush_user", "USERNAME PASSWORD AGE EMAIL STATUS FULL NAME", "rewrite a user's profile; STATUS n (active) or d (deactivated)"),
+    (
+        "flush_user",
+        "USERNAME PASSWORD AGE EMAIL STATUS FULL NAME",
+        "rewrite a user's profile; STATUS n (active) or d (deactivated)",
+    ),
     ("follow", "USERNAME OTHER", "USERNAME follows OTHER"),
     ("unfollow", "USERNAME OTHER", "USERNAME stops following OTHER"),
-    ("load_following", "USERNAME followers|followees [N]", "ids in a follow list, oldest first (all, or the first N)"),
-    ("write_woot", "USERNAME [[YYYY-MM-DD -> H:MM:SS]] TEXT", "post a woot (at most 100 bytes); the time defaults to now"),
+    (
+        "load_following",
+        "USERNAME followers|followees [N]",
+        "ids in a follow list, oldest first (all, or the first N)",
+    ),
+    (
+        "write_woot",
+        "USERNAME [[YYYY-MM-DD -> H:MM:SS]] TEXT",
+        "post a woot (at most 100 bytes); the time defaults to now",
+    ),
     ("load_woots", "USERNAME [N]", "woots, newest first (all, or N)"),
     ("load_woots_seq", "USERNAME [N]", "woots, oldest first (all, or N)"),
-    ("already_following", "USERNAME ID", "YES if USERNAME follows user ID, else NO"),
+    (
+        "already_following",
+        "USERNAME ID",
+        "YES if USERNAME follows user ID, else NO",
+    ),
     ("help", "", "this list"),
     ("quit", "", "close the connection"),
 ];
@@ -175,13 +195,19 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
         return Ok(TextCommand::Nothing);
     };
     let Some(&(command, _, _)) = COMMANDS.iter().find(|(c, _, _)| c.as_bytes() == name) else {
-        return Err(TextError::UnknownCommand(String::from_utf8_lossy(&name[..name.len().min(40)]).into_owned()));
+        return Err(TextError::UnknownCommand(
+            String::from_utf8_lossy(&name[..name.len().min(40)]).into_owned(),
+        ));
     };
     let mut args = Args { command, input };
     let request = match command {
         "help" | "quit" => {
             args.end()?;
-            return Ok(if command == "help" { TextCommand::Help } else { TextCommand::Quit });
+            return Ok(if command == "help" {
+                TextCommand::Help
+            } else {
+                TextCommand::Quit
+            });
         }
         "create_new_user" | "flush_user" => {
             let username = args.username()?;
@@ -273,7 +299,10 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
 /// The server's local time in the frontend's format, `YYYY-MM-DD -> H:MM:SS`
 /// (hour without a leading zero).
 pub fn local_timestamp() -> Vec<u8> {
-    chrono::Local::now().format("%Y-%m-%d -> %-H:%M:%S").to_string().into_bytes()
+    chrono::Local::now()
+        .format("%Y-%m-%d -> %-H:%M:%S")
+        .to_string()
+        .into_bytes()
 }
 
 fn user_line(out: &mut Vec<u8>, u: &UserRecord) {
@@ -284,7 +313,13 @@ fn user_line(out: &mut Vec<u8>, u: &UserRecord) {
     out.push(u.status.byte());
     out.extend_from_slice(b" age=");
     out.extend_from_slice(&p.age);
-    out.extend_from_slice(format!(" followers={} followees={} woots={} email=", u.followers, u.followees, u.woots).as_bytes());
+    out.extend_from_slice(
+        format!(
+            " followers={} followees={} woots={} email=",
+            u.followers, u.followees, u.woots
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(&p.email);
     out.extend_from_slice(b" name=");
     out.extend_from_slice(&p.name);
@@ -353,7 +388,9 @@ mod tests {
 
     #[test]
     fn woot_without_timestamp_gets_now() {
-        let TextCommand::Request(Request::Op(Op::WriteWoot { woot, .. })) = parse_line(b"write_woot member001 hello  world", now).unwrap() else {
+        let TextCommand::Request(Request::Op(Op::WriteWoot { woot, .. })) =
+            parse_line(b"write_woot member001 hello  world", now).unwrap()
+        else {
             panic!()
         };
         assert_eq!(woot.text(), b"hello  world");
@@ -363,7 +400,10 @@ mod tests {
     #[test]
     fn woot_with_timestamp_keeps_it() {
         let TextCommand::Request(Request::Op(Op::WriteWoot { woot, .. })) =
-            parse_line(b"write_woot member001 [2026-01-01 -> 10:00:00] hi", || panic!("clock read")).unwrap()
+            parse_line(b"write_woot member001 [2026-01-01 -> 10:00:00] hi", || {
+                panic!("clock read")
+            })
+            .unwrap()
         else {
             panic!()
         };

@@ -195,7 +195,10 @@ impl Connection {
             Ok(LegacyRequest::Request(r)) => Step::Submit(r),
             Ok(LegacyRequest::Unknown(echo)) => {
                 let name = String::from_utf8_lossy(crate::storage::record::trim(&echo[..legacy::COMMAND_LEN]));
-                log::warn!("legacy: unknown command '{}', echoed", name.chars().take(40).collect::<String>());
+                log::warn!(
+                    "legacy: unknown command '{}', echoed",
+                    name.chars().take(40).collect::<String>()
+                );
                 Step::Reply {
                     bytes: legacy::encode_echo(&echo),
                     close: true,

@@ -61,7 +61,8 @@ impl EventLoop {
         let mut endpoints = Slab::new();
         let entry = endpoints.vacant_entry();
         let listener_token = Token(entry.key());
-        poll.registry().register(&mut listener, listener_token, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, listener_token, Interest::READABLE)?;
         entry.insert(Endpoint::Listener(listener));
         Ok(EventLoop {
             poll,
@@ -162,7 +163,10 @@ impl EventLoop {
             if self.clients >= self.config.max_connections {
                 self.refused += 1;
                 let now = Instant::now();
-                if self.last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                if self
+                    .last_refusal_log
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
                     log::warn!(
                         "connection limit ({}) reached: closed {} new connection(s), latest from {peer}",
                         self.config.max_connections,

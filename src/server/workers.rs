@@ -98,7 +98,10 @@ fn work(rx: &Mutex<Receiver<Job>>, done: &Mutex<Vec<Completion>>, store: &Store,
             Err(_) => return,
         };
         let result = catch_unwind(AssertUnwindSafe(|| job.request.execute(store))).unwrap_or_else(|_| {
-            log::error!("{}: the request panicked; answered as a storage error", job.request.name());
+            log::error!(
+                "{}: the request panicked; answered as a storage error",
+                job.request.name()
+            );
             Err(StoreError::Io(std::io::Error::other("internal error")))
         });
         if let Err(e) = &result {

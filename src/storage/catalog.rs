@@ -56,7 +56,9 @@ impl Catalog {
     /// Whether slot `id` holds a user.
     pub fn is_occupied(&self, id: u32) -> bool {
         let (row, slot) = (id / SLOTS_PER_ROW, id % SLOTS_PER_ROW);
-        self.occupied.get(row as usize).is_some_and(|bits| bits & (1 << slot) != 0)
+        self.occupied
+            .get(row as usize)
+            .is_some_and(|bits| bits & (1 << slot) != 0)
     }
 
     /// Records a user found on disk or just registered. Returns false (and

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::files::DataFiles;
 use super::layout::{
-    list_place, woot_place, FileId, ListKind, ID_WIDTH, IDS_PER_LINE, SLOTS_PER_ROW, USER_LINE, WOOT_LEN,
+    list_place, woot_place, FileId, ListKind, IDS_PER_LINE, ID_WIDTH, SLOTS_PER_ROW, USER_LINE, WOOT_LEN,
 };
 use super::record::{parse_number, trim, UserRecord};
 use super::StoreError;
@@ -57,10 +57,17 @@ impl Reader {
             let (file, offset) = list_place(kind, id, col * IDS_PER_LINE);
             let Some(bytes) = self.get(file)? else { break };
             if Some(bytes.len() as u64) != file.expected_len() {
-                problems.push(format!("{} has {} bytes, expected {:?}", file.path(Path::new("")).display(), bytes.len(), file.expected_len()));
+                problems.push(format!(
+                    "{} has {} bytes, expected {:?}",
+                    file.path(Path::new("")).display(),
+                    bytes.len(),
+                    file.expected_len()
+                ));
             }
             let start = offset as usize;
-            let line = bytes.get(start..start + ID_WIDTH * IDS_PER_LINE as usize).unwrap_or(&[]);
+            let line = bytes
+                .get(start..start + ID_WIDTH * IDS_PER_LINE as usize)
+                .unwrap_or(&[]);
             for (place, cell) in line.chunks(ID_WIDTH).enumerate() {
                 let cell = trim(cell);
                 if cell.is_empty() {
@@ -89,23 +96,33 @@ pub fn check(root: &Path) -> Result<Report, StoreError> {
     let mut row = 0;
     while let Some(bytes) = reader.files.read_all(FileId::Users(row))? {
         if bytes.len() != USER_LINE * SLOTS_PER_ROW as usize {
-            report.problems.push(format!("users/u_{row}.txt has {} bytes, expected 2600", bytes.len()));
+            report
+                .problems
+                .push(format!("users/u_{row}.txt has {} bytes, expected 2600", bytes.len()));
         }
         let mut free = 0u8;
         for slot in 0..SLOTS_PER_ROW {
             let id = row * SLOTS_PER_ROW + slot;
-            let line = bytes.get(slot as usize * USER_LINE..(slot as usize + 1) * USER_LINE).unwrap_or(&[]);
+            let line = bytes
+                .get(slot as usize * USER_LINE..(slot as usize + 1) * USER_LINE)
+                .unwrap_or(&[]);
             if line.len() == USER_LINE && line[USER_LINE - 1] != b'\n' {
-                report.problems.push(format!("user {id}: line does not end with a line break"));
+                report
+                    .problems
+                    .push(format!("user {id}: line does not end with a line break"));
             }
             match UserRecord::decode(line) {
                 Ok(None) => free += 1,
                 Ok(Some(user)) => {
                     if user.id != id {
-                        report.problems.push(format!("user in slot {id} says its id is {}", user.id));
+                        report
+                            .problems
+                            .push(format!("user in slot {id} says its id is {}", user.id));
                     }
                     if !names.insert(user.username.clone()) {
-                        report.problems.push(format!("username {} is used twice", user.username.display()));
+                        report
+                            .problems
+                            .push(format!("username {} is used twice", user.username.display()));
                     }
                     users.insert(id, user);
                 }
@@ -126,22 +143,42 @@ pub fn check(root: &Path) -> Result<Report, StoreError> {
     let mut followers: HashMap<u32, Vec<u32>> = HashMap::new();
     for &id in &ids {
         let user = &users[&id];
-        let fe: Vec<u32> = reader.list(ListKind::Followees, id, &mut report.problems)?.into_iter().map(|(_, v)| v).collect();
-        let fr: Vec<u32> = reader.list(ListKind::Followers, id, &mut report.problems)?.into_iter().map(|(_, v)| v).collect();
+        let fe: Vec<u32> = reader
+            .list(ListKind::Followees, id, &mut report.problems)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let fr: Vec<u32> = reader
+            .list(ListKind::Followers, id, &mut report.problems)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         if fe.len() as u32 != user.followees {
-            report.problems.push(format!("user {id}: followees counter is {} but the list holds {}", user.followees, fe.len()));
+            report.problems.push(format!(
+                "user {id}: followees counter is {} but the list holds {}",
+                user.followees,
+                fe.len()
+            ));
         }
         if fr.len() as u32 != user.followers {
-            report.problems.push(format!("user {id}: followers counter is {} but the list holds {}", user.followers, fr.len()));
+            report.problems.push(format!(
+                "user {id}: followers counter is {} but the list holds {}",
+                user.followers,
+                fr.len()
+            ));
         }
         for list in [&fe, &fr] {
             let distinct: HashSet<_> = list.iter().collect();
             if distinct.len() != list.len() {
-                report.problems.push(format!("user {id}: a follow list holds the same id twice"));
+                report
+                    .problems
+                    .push(format!("user {id}: a follow list holds the same id twice"));
             }
             for other in list {
                 if !users.contains_key(other) {
-                    report.problems.push(format!("user {id}: a follow list names id {other}, which is no user"));
+                    report
+                        .problems
+                        .push(format!("user {id}: a follow list names id {other}, which is no user"));
                 }
             }
         }
@@ -154,14 +191,18 @@ pub fn check(root: &Path) -> Result<Report, StoreError> {
     for (&a, list) in &followees {
         for b in list {
             if !followers.get(b).is_some_and(|l| l.contains(&a)) {
-                report.problems.push(format!("user {a} follows {b}, but {b}'s followers lack {a}"));
+                report
+                    .problems
+                    .push(format!("user {a} follows {b}, but {b}'s followers lack {a}"));
             }
         }
     }
     for (&b, list) in &followers {
         for a in list {
             if !followees.get(a).is_some_and(|l| l.contains(&b)) {
-                report.problems.push(format!("user {b} lists follower {a}, but {a}'s followees lack {b}"));
+                report
+                    .problems
+                    .push(format!("user {b} lists follower {a}, but {a}'s followees lack {b}"));
             }
         }
     }
@@ -178,7 +219,10 @@ fn check_fids(reader: &mut Reader, free_per_row: &[u8], problems: &mut Vec<Strin
     };
     let expected_len = if rows == 1 { 3 } else { 2 * rows };
     if fids.len() != expected_len {
-        problems.push(format!("fids/fids.txt has {} bytes, expected {expected_len} for {rows} rows", fids.len()));
+        problems.push(format!(
+            "fids/fids.txt has {} bytes, expected {expected_len} for {rows} rows",
+            fids.len()
+        ));
     }
     for (row, &free) in free_per_row.iter().enumerate() {
         let digit = fids.get(2 * row).copied();
@@ -211,7 +255,10 @@ fn check_woots(reader: &mut Reader, user: &UserRecord, problems: &mut Vec<String
     if let Some(bytes) = reader.get(file)? {
         let place = bytes.get(offset as usize..offset as usize + WOOT_LEN).unwrap_or(&[]);
         if place.iter().any(|&b| b != b' ') {
-            problems.push(format!("user {id}: a woot beyond the counter ({}) is stored", user.woots));
+            problems.push(format!(
+                "user {id}: a woot beyond the counter ({}) is stored",
+                user.woots
+            ));
         }
     }
     Ok(())

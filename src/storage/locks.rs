@@ -89,10 +89,7 @@ impl LockTable {
             })
             .collect();
         HELD.with(|held| held.borrow_mut().extend(files.iter().copied()));
-        Held {
-            files,
-            _guards: guards,
-        }
+        Held { files, _guards: guards }
     }
 }
 

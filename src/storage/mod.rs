@@ -30,7 +30,7 @@ pub use query::Query;
 
 use catalog::Catalog;
 use files::DataFiles;
-use layout::{list_place, row_slot, user_offset, FileId, ListKind, FOLDERS, ID_WIDTH, IDS_PER_LINE, USER_LINE};
+use layout::{list_place, row_slot, user_offset, FileId, ListKind, FOLDERS, IDS_PER_LINE, ID_WIDTH, USER_LINE};
 use locks::{LockTable, Mode};
 use record::{parse_number, trim, UserRecord, Username, Woot, RECORD_LEN};
 

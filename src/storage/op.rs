@@ -167,9 +167,10 @@ impl Store {
         // Holding both users' row locks makes this thread the only writer of
         // both rows' list files; they are read below without their own locks
         // and locked only to write them (readers take those locks).
-        let _rows = self
-            .locks
-            .acquire(Mode::Write, &[FileId::Users(row_slot(a).0), FileId::Users(row_slot(b).0)]);
+        let _rows = self.locks.acquire(
+            Mode::Write,
+            &[FileId::Users(row_slot(a).0), FileId::Users(row_slot(b).0)],
+        );
         let mut ua = self.load_locked_known(a)?;
         let mut ub = self.load_locked_known(b)?;
         let a_has_b = self.find_in_list(ListKind::Followees, a, ua.followees, b, false)?;
@@ -200,7 +201,12 @@ impl Store {
         }
         write_user(&mut set, &ua);
         write_user(&mut set, &ub);
-        let list_files: Vec<FileId> = set.writes.iter().map(|w| w.file).filter(|f| matches!(f, FileId::List { .. })).collect();
+        let list_files: Vec<FileId> = set
+            .writes
+            .iter()
+            .map(|w| w.file)
+            .filter(|f| matches!(f, FileId::List { .. }))
+            .collect();
         let _lists = self.locks.acquire(Mode::Write, &list_files);
         self.files.commit(&set)?;
         Ok(Answer::Pair(ua, ub))

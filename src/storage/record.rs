@@ -90,10 +90,7 @@ fn check_len(field: &'static str, value: &[u8], width: usize) -> Result<(), Reco
     // One byte of padding is always left so that right-aligned fields stay
     // apart on the line, as the reference's limits (24 of 25, 3 of 4) imply.
     if value.len() >= width {
-        return Err(RecordError::TooLong {
-            field,
-            max: width - 1,
-        });
+        return Err(RecordError::TooLong { field, max: width - 1 });
     }
     Ok(())
 }
