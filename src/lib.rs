@@ -6,8 +6,10 @@
 //! - [`protocol`]: the legacy and text framings;
 //! - [`command`]: the typed request both framings parse into;
 //! - [`server`]: the event loop, connections and worker pool;
+//! - [`bench`]: the load generator behind `wooter bench`;
 //! - [`cli`]: the `wooter` command line.
 
+pub mod bench;
 pub mod cli;
 pub mod command;
 pub mod protocol;

@@ -1,4 +1,4 @@
-//! The `wooter` command line: `serve` and `check`.
+//! The `wooter` command line: `serve`, `bench` and `check`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the legacy and text protocols on one port.
     Serve(ServeArgs),
+    /// Drive a server with the frontend's traffic and measure it.
+    Bench(crate::bench::BenchArgs),
     /// Check a data directory's consistency; exits 1 if anything is wrong.
     Check {
         /// The data directory.
@@ -79,6 +81,13 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Check { data_dir } => check(&data_dir),
+        Command::Bench(args) => match crate::bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wooter bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
