@@ -267,12 +267,13 @@ impl EventLoop {
     }
 
     fn close(&mut self, token: Token, reason: Option<String>) {
-        if let Some(Endpoint::Client(mut conn)) = self.endpoints.try_remove(token.0) {
+        if let Some(Endpoint::Client(conn)) = self.endpoints.try_remove(token.0) {
             if let Some(reason) = reason {
                 log::warn!("connection {}: {reason}", conn.serial);
             }
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            // Dropping the stream closes it, which also takes it out of the
+            // poll set; the reply is already in the kernel's buffer.
+            drop(conn);
             self.clients -= 1;
         }
     }

@@ -6,8 +6,9 @@
 //! its `mio::Waker`. The loop itself never touches the disk.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 
 use mio::{Token, Waker};
@@ -48,8 +49,7 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `n` workers on `store`; each finished job wakes `waker`.
     pub fn start(n: usize, store: Arc<Store>, waker: Arc<Waker>) -> std::io::Result<WorkerPool> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let done = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
@@ -91,36 +91,46 @@ impl Drop for WorkerPool {
     }
 }
 
-fn work(rx: &Mutex<Receiver<Job>>, done: &Mutex<Vec<Completion>>, store: &Store, waker: &Waker) {
-    loop {
-        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
+fn work(rx: &Receiver<Job>, done: &Mutex<Vec<Completion>>, store: &Store, waker: &Waker) {
+    while let Ok(job) = rx.recv() {
+        let completion = run(job, store);
+        let first = {
+            let mut queue = done.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push(completion);
+            queue.len() == 1
         };
-        let result = catch_unwind(AssertUnwindSafe(|| job.request.execute(store))).unwrap_or_else(|_| {
-            log::error!(
-                "{}: the request panicked; answered as a storage error",
-                job.request.name()
-            );
-            Err(StoreError::Io(std::io::Error::other("internal error")))
-        });
-        if let Err(e) = &result {
-            match e {
-                StoreError::Io(_) | StoreError::Corrupt { .. } => log::error!("{}: {e}", job.request.name()),
-                _ => log::warn!("{} ({}): {e}", job.request.name(), job.framing.as_str()),
+        // The loop takes the whole queue at once, so only the completion
+        // that finds it empty needs to wake it.
+        if first {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake the event loop: {e}");
             }
         }
-        let reply = match job.framing {
-            Framing::Legacy => legacy::encode_reply(&result),
-            Framing::Text => text::encode_reply(&result),
-        };
-        done.lock().unwrap_or_else(|e| e.into_inner()).push(Completion {
-            token: job.token,
-            serial: job.serial,
-            reply,
-        });
-        if let Err(e) = waker.wake() {
-            log::error!("cannot wake the event loop: {e}");
+    }
+}
+
+/// Runs one job and encodes its reply.
+fn run(job: Job, store: &Store) -> Completion {
+    let result = catch_unwind(AssertUnwindSafe(|| job.request.execute(store))).unwrap_or_else(|_| {
+        log::error!(
+            "{}: the request panicked; answered as a storage error",
+            job.request.name()
+        );
+        Err(StoreError::Io(std::io::Error::other("internal error")))
+    });
+    if let Err(e) = &result {
+        match e {
+            StoreError::Io(_) | StoreError::Corrupt { .. } => log::error!("{}: {e}", job.request.name()),
+            _ => log::warn!("{} ({}): {e}", job.request.name(), job.framing.as_str()),
         }
+    }
+    let reply = match job.framing {
+        Framing::Legacy => legacy::encode_reply(&result),
+        Framing::Text => text::encode_reply(&result),
+    };
+    Completion {
+        token: job.token,
+        serial: job.serial,
+        reply,
     }
 }

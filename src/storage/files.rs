@@ -5,20 +5,29 @@
 //! scattered through the op) is the seam for crash atomicity: a journal can
 //! record the whole set before any file is touched.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::layout::FileId;
 
 /// Mode of files wooter creates: only the server's user reads them.
 pub const FILE_MODE: u32 = 0o600;
 
-/// The data directory's files.
-#[derive(Debug, Clone)]
+/// Open handles kept, in all; opening and closing a file per request cost
+/// more than the read itself (see `docs/performance.md`).
+const CACHED_HANDLES: usize = 4096;
+const SHARDS: usize = 16;
+
+/// The data directory's files, with a bounded cache of open handles.
+#[derive(Debug)]
 pub struct DataFiles {
     root: PathBuf,
+    handles: Vec<Mutex<HashMap<FileId, Arc<File>>>>,
 }
 
 /// One change: `bytes` at `offset` of `file`.
@@ -69,6 +78,53 @@ impl DataFiles {
     pub fn new(root: &Path) -> DataFiles {
         DataFiles {
             root: root.to_path_buf(),
+            handles: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, file: FileId) -> std::sync::MutexGuard<'_, HashMap<FileId, Arc<File>>> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        file.hash(&mut h);
+        self.handles[h.finish() as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, file: FileId, handle: Arc<File>) {
+        let mut shard = self.shard(file);
+        if shard.len() >= CACHED_HANDLES / SHARDS {
+            // Crude but bounded: forget the shard. Handles still in use stay
+            // open through their Arcs until their users finish.
+            shard.clear();
+        }
+        shard.insert(file, handle);
+    }
+
+    /// An open read-write handle of `file`; with `create`, the file is
+    /// created (empty) if missing. `None` if it does not exist.
+    fn handle(&self, file: FileId, create: bool) -> io::Result<Option<Arc<File>>> {
+        if let Some(h) = self.shard(file).get(&file) {
+            return Ok(Some(h.clone()));
+        }
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(file.path(&self.root));
+        match opened {
+            Ok(f) => {
+                let f = Arc::new(f);
+                self.remember(file, f.clone());
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            // A read-only file (an old directory copied without write
+            // bits) can still be read; it is not cached, so a write to it
+            // fails with the real error.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && !create => self.open(file).map(|f| f.map(Arc::new)),
+            Err(e) => Err(e),
         }
     }
 
@@ -88,7 +144,7 @@ impl DataFiles {
     /// Reads up to `len` bytes at `offset`; `None` if the file does not
     /// exist. A short file yields fewer bytes.
     pub fn read_at(&self, file: FileId, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
-        let Some(f) = self.open(file)? else {
+        let Some(f) = self.handle(file, false)? else {
             return Ok(None);
         };
         let mut buf = vec![0u8; len];
@@ -116,27 +172,26 @@ impl DataFiles {
 
     /// Whether a file exists.
     pub fn exists(&self, file: FileId) -> bool {
-        file.path(&self.root).exists()
+        self.shard(file).contains_key(&file) || file.path(&self.root).exists()
     }
 
     /// Applies a write set: creates, then writes, in order.
     pub fn commit(&self, set: &WriteSet) -> io::Result<()> {
         for (file, bytes) in &set.creates {
             let f = OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(FILE_MODE)
                 .open(file.path(&self.root))?;
             f.write_all_at(bytes, 0)?;
+            self.remember(*file, Arc::new(f));
         }
         for w in &set.writes {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(FILE_MODE)
-                .open(w.file.path(&self.root))?;
+            let f = self
+                .handle(w.file, true)?
+                .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "file vanished"))?;
             f.write_all_at(&w.bytes, w.offset)?;
         }
         Ok(())
