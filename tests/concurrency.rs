@@ -64,7 +64,18 @@ const USERS_PER_CLIENT: usize = 3;
 struct Ledger {
     woots: HashMap<String, u32>,
     followees: HashMap<String, BTreeSet<String>>,
-    ids: Vec<u32>,
+}
+
+/// Registers client `c`'s users; returns their ids.
+fn register(server: &Server, c: usize) -> Vec<u32> {
+    (0..USERS_PER_CLIENT)
+        .map(|u| {
+            let name = format!("c{c:02}user{u}");
+            let reply = server.legacy(&frame("create_new_user", &simple_record(&name)));
+            assert_eq!(reply.len(), 260, "create {name}");
+            field(&reply, 58, 11).parse().unwrap()
+        })
+        .collect()
 }
 
 fn client(server: &Server, c: usize) -> Ledger {
@@ -72,9 +83,6 @@ fn client(server: &Server, c: usize) -> Ledger {
     let mut ledger = Ledger::default();
     let mine: Vec<String> = (0..USERS_PER_CLIENT).map(|u| format!("c{c:02}user{u}")).collect();
     for name in &mine {
-        let reply = server.legacy(&frame("create_new_user", &simple_record(name)));
-        assert_eq!(reply.len(), 260, "create {name}");
-        ledger.ids.push(field(&reply, 58, 11).parse().unwrap());
         ledger.woots.insert(name.clone(), 0);
         ledger.followees.insert(name.clone(), BTreeSet::new());
     }
@@ -107,13 +115,7 @@ fn client(server: &Server, c: usize) -> Ledger {
                     assert!(reply.is_empty(), "self follow refused");
                     continue;
                 }
-                if reply.is_empty() {
-                    // The other client may not have registered yet.
-                    let exists = server.legacy(&frame("read_user", other.as_bytes()));
-                    assert!(exists.is_empty(), "{command} {me} {other} refused although both exist");
-                    continue;
-                }
-                assert_eq!(reply.len(), 520);
+                assert_eq!(reply.len(), 520, "{command} {me} {other}");
                 let set = ledger.followees.get_mut(me).unwrap();
                 if follow {
                     set.insert(other.clone());
@@ -143,19 +145,34 @@ fn client(server: &Server, c: usize) -> Ledger {
     ledger
 }
 
+/// Runs `f` for every client on its own thread; joins them all.
+fn on_every_client<T: Send + 'static>(server: &Arc<Server>, f: fn(&Server, usize) -> T) -> Vec<std::thread::Result<T>> {
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let server = server.clone();
+            std::thread::spawn(move || f(&server, c))
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join()).collect()
+}
+
 #[test]
 fn thirty_two_clients_of_random_operations_leave_consistent_data() {
     let dir = TempDir::new("random");
     let server = Arc::new(Server::start(dir.path(), &[]));
-    let threads: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let server = server.clone();
-            std::thread::spawn(move || client(&server, c))
-        })
+    // Everyone registers (concurrently) before anyone follows, so a refused
+    // follow is a real failure. Threads are joined before judging, so the
+    // server is stopped (dropped) even when a client failed.
+    let registered: Vec<Vec<u32>> = on_every_client(&server, register)
+        .into_iter()
+        .map(|r| r.expect("register thread"))
         .collect();
-    let ledgers: Vec<Ledger> = threads.into_iter().map(|t| t.join().expect("client thread")).collect();
+    let ledgers: Vec<Ledger> = on_every_client(&server, client)
+        .into_iter()
+        .map(|r| r.expect("client thread"))
+        .collect();
     // No id handed out twice, and ids are dense.
-    let mut ids: Vec<u32> = ledgers.iter().flat_map(|l| l.ids.clone()).collect();
+    let mut ids: Vec<u32> = registered.into_iter().flatten().collect();
     ids.sort_unstable();
     let n = ids.len() as u32;
     assert_eq!(ids, (0..n).collect::<Vec<_>>(), "ids are unique and dense");

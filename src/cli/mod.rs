@@ -24,7 +24,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Drive a server with the frontend's traffic and measure it.
     Bench(crate::bench::BenchArgs),
-    /// Check a data directory's consistency; exits 1 if anything is wrong.
+    /// Check a data directory's consistency; exits 1 if anything is wrong,
+    /// 2 if it cannot be read.
     Check {
         /// The data directory.
         data_dir: PathBuf,
@@ -41,18 +42,18 @@ pub struct ServeArgs {
     /// is served as it is).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Worker threads for file work [default: twice the cores, 2 to 16].
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Worker threads for file work, 1 to 256 [default: twice the cores, 2 to 16].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
     /// Open connections at most; beyond, new ones are closed at once.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_connections: usize,
-    /// Seconds before closing a connection that sent part of a request and
-    /// then nothing, or stopped reading its reply.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds before closing a connection that sent part of a request (or
+    /// nothing yet) and then nothing more, or stopped reading its reply.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub partial_timeout: u64,
     /// Seconds before closing a text connection with nothing pending.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
 }
 
@@ -60,10 +61,10 @@ impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
-        config.workers = self.workers.unwrap_or_else(default_workers).max(1);
-        config.max_connections = self.max_connections.max(1);
-        config.partial_timeout = std::time::Duration::from_secs(self.partial_timeout.max(1));
-        config.idle_timeout = std::time::Duration::from_secs(self.idle_timeout.max(1));
+        config.workers = self.workers.map_or_else(default_workers, usize::from);
+        config.max_connections = self.max_connections as usize;
+        config.partial_timeout = std::time::Duration::from_secs(self.partial_timeout);
+        config.idle_timeout = std::time::Duration::from_secs(self.idle_timeout);
         config
     }
 }
@@ -92,13 +93,20 @@ pub fn main() -> ExitCode {
 }
 
 fn check(data_dir: &std::path::Path) -> ExitCode {
+    if !data_dir.join("users").is_dir() {
+        eprintln!(
+            "{} is not a data directory (it has no users/ folder)",
+            data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
     match crate::storage::check::check(data_dir) {
         Ok(report) => {
             for p in &report.problems {
                 println!("problem: {p}");
             }
             println!(
-                "{}: {} users, {} follows, {} woots, {} problems",
+                "{}: {} users, {} follows, {} woots, {} problem(s)",
                 data_dir.display(),
                 report.users,
                 report.follows,

@@ -372,7 +372,9 @@ pub fn encode_reply(result: &Result<Answer, StoreError>) -> Vec<u8> {
 pub fn help() -> Vec<u8> {
     let mut out = String::from("commands (one per line; words separated by spaces):\n");
     for (name, args, what) in COMMANDS {
-        out.push_str(&format!("  {name} {args}\n      {what}\n"));
+        let line = format!("  {name} {args}");
+        out.push_str(line.trim_end());
+        out.push_str(&format!("\n      {what}\n"));
     }
     out.push_str("OK\n");
     out.into_bytes()

@@ -81,6 +81,11 @@ impl Connection {
         self.framing.is_none() || !self.input.is_empty()
     }
 
+    /// Whether any unprocessed input is buffered.
+    pub fn has_input(&self) -> bool {
+        !self.input.is_empty()
+    }
+
     /// Whether reply bytes wait for the socket.
     pub fn has_output(&self) -> bool {
         self.written < self.output.len()

@@ -290,6 +290,8 @@ impl EventLoop {
                     let quiet_for = now.duration_since(c.last_activity);
                     let reason = if c.has_output() && quiet_for >= partial {
                         Some(format!("closed: the client has not read its reply for {quiet_for:?}"))
+                    } else if c.framing.is_none() && !c.has_input() && quiet_for >= partial {
+                        Some(format!("closed: connected but sent nothing for {quiet_for:?}"))
                     } else if c.has_partial_request() && quiet_for >= partial {
                         Some(format!("closed: a partial request and then nothing for {quiet_for:?}"))
                     } else if quiet_for >= idle {

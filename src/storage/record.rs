@@ -62,6 +62,9 @@ pub enum RecordError {
     /// A number field holds something else.
     #[error("{0} is not a number")]
     NotANumber(&'static str),
+    /// A number is larger than wooter accepts.
+    #[error("{0} is too large (at most 999999999)")]
+    TooLarge(&'static str),
     /// The status is neither `n` nor `d`.
     #[error("status must be 'n' (active) or 'd' (deactivated)")]
     BadStatus,
@@ -272,8 +275,11 @@ pub fn raw_record(input: &[u8]) -> IResult<&[u8], RawRecord<'_>> {
 /// Parses a decimal counter or id (up to nine digits, so it fits a `u32`
 /// and its 10- or 11-byte field).
 pub fn parse_number(field: &'static str, bytes: &[u8]) -> Result<u32, RecordError> {
-    if bytes.is_empty() || bytes.len() > 9 || !bytes.iter().all(u8::is_ascii_digit) {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return Err(RecordError::NotANumber(field));
+    }
+    if bytes.len() > 9 {
+        return Err(RecordError::TooLarge(field));
     }
     Ok(bytes.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')))
 }
