@@ -167,6 +167,11 @@ impl Connection {
             Some(f) => f,
             None => match detect(&self.input) {
                 Some(f) => {
+                    if f == Framing::Text {
+                        // Replies of a long-lived connection must not wait
+                        // for Nagle; a legacy reply is one write and a close.
+                        let _ = self.stream.set_nodelay(true);
+                    }
                     self.framing = Some(f);
                     f
                 }

@@ -188,7 +188,6 @@ impl EventLoop {
                 log::warn!("cannot register a connection from {peer}: {e}");
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             self.next_serial += 1;
             log::debug!("connection {} from {peer}", self.next_serial);
             entry.insert(Endpoint::Client(Connection::new(stream, self.next_serial)));

@@ -5,8 +5,8 @@
 //! old. They use the stored counters, never the client's (the old server
 //! trusted the frontend's stale copy and showed stale pages).
 
-use super::layout::{woot_place, FileId, ListKind, WOOT_LEN};
-use super::locks::{Held, Mode};
+use super::layout::{woot_place, ListKind, WOOTS_PER_LINE, WOOT_LEN};
+use super::locks::Mode;
 use super::record::{Username, Woot};
 use super::{Answer, Store, StoreError};
 
@@ -103,11 +103,11 @@ impl Store {
                 let id = self.lookup(username)?;
                 let user = self.load_known_user(id)?;
                 let take = (*n).min(user.woots);
-                let numbers: Vec<u32> = match order {
-                    WootOrder::NewestFirst => (user.woots - take..user.woots).rev().collect(),
-                    WootOrder::OldestFirst => (0..take).collect(),
+                let range = match order {
+                    WootOrder::NewestFirst => user.woots - take..user.woots,
+                    WootOrder::OldestFirst => 0..take,
                 };
-                self.read_woots(id, &numbers).map(Answer::Woots)
+                self.read_woots(id, range, *order).map(Answer::Woots)
             }
             Query::AlreadyFollowing { username, id: target } => {
                 let id = self.lookup(username)?;
@@ -118,21 +118,29 @@ impl Store {
         }
     }
 
-    /// Reads woots by number, one read lock per column file.
-    fn read_woots(&self, id: u32, numbers: &[u32]) -> Result<Vec<Woot>, StoreError> {
-        let mut woots = Vec::with_capacity(numbers.len());
-        let mut current: Option<(FileId, Held)> = None;
-        for &k in numbers {
+    /// Reads woots `range` (by number), in `order`: one read (under its read
+    /// lock) per column file, since a column holds ten consecutive woots.
+    fn read_woots(&self, id: u32, range: std::ops::Range<u32>, order: WootOrder) -> Result<Vec<Woot>, StoreError> {
+        let mut woots = Vec::with_capacity(range.len());
+        let mut k = range.start;
+        while k < range.end {
+            let col_end = (k / WOOTS_PER_LINE + 1) * WOOTS_PER_LINE;
+            let upto = col_end.min(range.end);
             let (file, offset) = woot_place(id, k);
-            if current.as_ref().map(|(f, _)| *f) != Some(file) {
-                drop(current.take()); // release before taking the next
-                current = Some((file, self.locks.acquire(Mode::Read, &[file])));
-            }
+            let _held = self.locks.acquire(Mode::Read, &[file]);
+            let len = (upto - k) as usize * WOOT_LEN;
             let bytes = self
                 .files
-                .read_at(file, offset, WOOT_LEN)?
-                .ok_or_else(|| self.corrupt(file, format!("woot {k} of id {id} is counted but its file is missing")))?;
-            woots.push(Woot::from_stored(&bytes));
+                .read_at(file, offset, len)?
+                .filter(|b| b.len() == len)
+                .ok_or_else(|| {
+                    self.corrupt(file, format!("woots {k}..{upto} of id {id} are counted but not stored"))
+                })?;
+            woots.extend(bytes.chunks(WOOT_LEN).map(Woot::from_stored));
+            k = upto;
+        }
+        if order == WootOrder::NewestFirst {
+            woots.reverse();
         }
         Ok(woots)
     }
