@@ -137,7 +137,11 @@ fn malformed_frames_get_the_empty_reply_and_a_warning() {
     let out = String::from_utf8_lossy(&check.stdout).to_string();
     assert!(check.status.success(), "{out}");
     assert!(out.contains("3 users, 0 follows, 0 woots"), "{out}");
-    assert!(server.log().contains("WARN"), "no warning logged:\n{}", server.log());
+    assert!(
+        server.wait_for_log("WARN", Duration::from_secs(5)),
+        "no warning logged:\n{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -240,7 +244,11 @@ fn a_partial_frame_then_silence_is_closed_by_the_timeout() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
         "closed after {waited:?}"
     );
-    assert!(server.log().contains("partial request"), "{}", server.log());
+    assert!(
+        server.wait_for_log("partial request", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
     assert_serving(&mut server);
 }
 

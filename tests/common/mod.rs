@@ -105,6 +105,21 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits (at most `timeout`) for a log line containing `pattern`: the
+    /// log is read on another thread, a moment behind the server.
+    pub fn wait_for_log(&self, pattern: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(pattern) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
