@@ -39,11 +39,13 @@ pub enum ServeError {
 /// Opens the data directory, binds the address, and serves until the
 /// process ends.
 pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let opened = std::time::Instant::now();
     let store = Store::open(&config.data_dir).map_err(|source| ServeError::Store {
         dir: config.data_dir.display().to_string(),
         source,
     })?;
     let users = store.user_count();
+    let indexed_ms = opened.elapsed().as_millis();
     // Reads the time zone once, here, so the loop's first text-mode woot
     // does not touch the disk.
     let _ = crate::protocol::text::local_timestamp();
@@ -51,7 +53,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let data_dir = config.data_dir.clone();
     let mut event_loop = EventLoop::new(config, Arc::new(store))?;
     log::info!(
-        "wooter listening on {} (legacy and text framing), data directory {}, {users} users, {workers} workers",
+        "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers",
         event_loop.local_addr(),
         data_dir.display(),
     );
