@@ -6,6 +6,7 @@
 
 pub mod detect;
 pub mod legacy;
+pub mod peer;
 pub mod text;
 
 /// The framing a connection speaks.

@@ -17,6 +17,7 @@ pub mod files;
 pub mod layout;
 pub mod locks;
 pub mod op;
+pub mod op_codec;
 pub mod query;
 pub mod record;
 
@@ -30,7 +31,7 @@ pub use query::Query;
 
 use catalog::Catalog;
 use files::DataFiles;
-use layout::{list_place, row_slot, user_offset, FileId, ListKind, FOLDERS, IDS_PER_LINE, ID_WIDTH, USER_LINE};
+use layout::{list_place, row_slot, FileId, ListKind, FOLDERS, IDS_PER_LINE, ID_WIDTH, USER_LINE};
 use locks::{LockTable, Mode};
 use record::{parse_number, trim, UserRecord, Username, Woot, RECORD_LEN};
 
@@ -54,6 +55,10 @@ pub struct Store {
     files: DataFiles,
     catalog: RwLock<Catalog>,
     locks: LockTable,
+    /// Every user record's 259 stored bytes, by id: the user files, written
+    /// through. Reads of a record (every request makes at least one) come
+    /// from here, so they cost no file open and no read.
+    records: RwLock<Vec<Option<Box<[u8]>>>>,
 }
 
 /// A position in a follow list, and what it holds.
@@ -72,6 +77,7 @@ impl Store {
         }
         let files = DataFiles::new(root);
         let mut catalog = Catalog::default();
+        let mut records = Vec::new();
         let mut row = 0;
         while let Some(bytes) = files.read_all(FileId::Users(row))? {
             catalog.ensure_rows(row + 1);
@@ -79,6 +85,10 @@ impl Store {
                 let id = row * layout::SLOTS_PER_ROW + slot as u32;
                 match UserRecord::decode(line) {
                     Ok(Some(user)) => {
+                        if records.len() <= id as usize {
+                            records.resize(id as usize + 1, None);
+                        }
+                        records[id as usize] = Some(line[..RECORD_LEN].into());
                         if !catalog.insert(&user.username, id) {
                             log::warn!(
                                 "user file row {row}: username {} at id {id} is already used; the first is served",
@@ -104,6 +114,7 @@ impl Store {
             files,
             catalog: RwLock::new(catalog),
             locks: LockTable::default(),
+            records: RwLock::new(records),
         })
     }
 
@@ -131,28 +142,38 @@ impl Store {
         }
     }
 
-    /// Reads user `id`'s record. The caller holds (at least) a read lock on
-    /// its user file.
-    fn load_user_locked(&self, id: u32) -> Result<Option<UserRecord>, StoreError> {
-        let (row, slot) = row_slot(id);
-        let file = FileId::Users(row);
-        let Some(bytes) = self.files.read_at(file, user_offset(slot), RECORD_LEN)? else {
+    /// User `id`'s record, from the record cache. Writers update the cache
+    /// right after the file, under the user file's write lock, so a writer
+    /// holding that lock reads what is on disk, and a reader sees a record
+    /// only once it is on disk.
+    fn load_user(&self, id: u32) -> Result<Option<UserRecord>, StoreError> {
+        let records = self.records.read();
+        let Some(Some(bytes)) = records.get(id as usize) else {
             return Ok(None);
         };
-        if bytes.len() < RECORD_LEN {
-            return Ok(None);
-        }
-        match UserRecord::decode(&bytes) {
+        let file = FileId::Users(row_slot(id).0);
+        match UserRecord::decode(bytes) {
             Ok(Some(user)) if user.id != id => Err(self.corrupt(file, format!("slot of id {id} holds id {}", user.id))),
             Ok(found) => Ok(found),
             Err(e) => Err(self.corrupt(file, format!("record of id {id}: {e}"))),
         }
     }
 
-    /// Reads user `id`'s record under a read lock of its file.
-    fn load_user(&self, id: u32) -> Result<Option<UserRecord>, StoreError> {
-        let _held = self.locks.acquire(Mode::Read, &[FileId::Users(row_slot(id).0)]);
-        self.load_user_locked(id)
+    /// Commits an op's write set, then brings the record cache up to date
+    /// with the user records it wrote.
+    fn commit(&self, set: &files::WriteSet) -> Result<(), StoreError> {
+        self.files.commit(set)?;
+        let mut records = self.records.write();
+        for w in &set.writes {
+            if let FileId::Users(row) = w.file {
+                let id = (row * layout::SLOTS_PER_ROW + (w.offset / USER_LINE as u64) as u32) as usize;
+                if records.len() <= id {
+                    records.resize(id + 1, None);
+                }
+                records[id] = Some(w.bytes[..RECORD_LEN.min(w.bytes.len())].into());
+            }
+        }
+        Ok(())
     }
 
     /// Reads a user known to the catalog, as an error if it vanished.

@@ -135,7 +135,7 @@ impl Store {
             woots: 0,
         };
         write_user(&mut set, &user);
-        self.files.commit(&set)?;
+        self.commit(&set)?;
         catalog.register(username, placement);
         Ok(Answer::User(user))
     }
@@ -143,18 +143,13 @@ impl Store {
     fn flush_user(&self, username: &Username, profile: &Profile, status: Status) -> Result<Answer, StoreError> {
         let id = self.lookup(username)?;
         let _held = self.locks.acquire(Mode::Write, &[FileId::Users(row_slot(id).0)]);
-        let mut user = self.load_locked_known(id)?;
+        let mut user = self.load_known_user(id)?;
         user.profile = profile.clone();
         user.status = status;
         let mut set = WriteSet::default();
         write_user(&mut set, &user);
-        self.files.commit(&set)?;
+        self.commit(&set)?;
         Ok(Answer::User(user))
-    }
-
-    fn load_locked_known(&self, id: u32) -> Result<UserRecord, StoreError> {
-        self.load_user_locked(id)?
-            .ok_or_else(|| self.corrupt(FileId::Users(row_slot(id).0), format!("indexed id {id} is blank")))
     }
 
     /// Follow (`add`) or unfollow (`!add`).
@@ -171,8 +166,8 @@ impl Store {
             Mode::Write,
             &[FileId::Users(row_slot(a).0), FileId::Users(row_slot(b).0)],
         );
-        let mut ua = self.load_locked_known(a)?;
-        let mut ub = self.load_locked_known(b)?;
+        let mut ua = self.load_known_user(a)?;
+        let mut ub = self.load_known_user(b)?;
         let a_has_b = self.find_in_list(ListKind::Followees, a, ua.followees, b, false)?;
         let mut set = WriteSet::default();
         if add {
@@ -208,7 +203,7 @@ impl Store {
             .filter(|f| matches!(f, FileId::List { .. }))
             .collect();
         let _lists = self.locks.acquire(Mode::Write, &list_files);
-        self.files.commit(&set)?;
+        self.commit(&set)?;
         Ok(Answer::Pair(ua, ub))
     }
 
@@ -273,7 +268,7 @@ impl Store {
     fn write_woot(&self, username: &Username, woot: &Woot) -> Result<Answer, StoreError> {
         let id = self.lookup(username)?;
         let _row = self.locks.acquire(Mode::Write, &[FileId::Users(row_slot(id).0)]);
-        let mut user = self.load_locked_known(id)?;
+        let mut user = self.load_known_user(id)?;
         let (file, offset) = woot_place(id, user.woots);
         let _woots = self.locks.acquire(Mode::Write, &[file]);
         let mut set = WriteSet::default();
@@ -283,7 +278,7 @@ impl Store {
         set.write(file, offset, woot.as_bytes().to_vec());
         user.woots += 1;
         write_user(&mut set, &user);
-        self.files.commit(&set)?;
+        self.commit(&set)?;
         Ok(Answer::User(user))
     }
 }
