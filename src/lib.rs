@@ -5,7 +5,8 @@
 //! - [`storage`]: the legacy data directory, its index, locks and ops;
 //! - [`protocol`]: the legacy and text framings;
 //! - [`command`]: the typed request both framings parse into;
-//! - [`server`]: the event loop, connections and worker pool;
+//! - [`raft`]: consensus among RMs: the raft node, its log, its helpers;
+//! - [`server`]: the event loop, connections, RM links and worker pool;
 //! - [`bench`]: the load generator behind `wooter bench`;
 //! - [`cli`]: the `wooter` command line.
 
@@ -13,5 +14,6 @@ pub mod bench;
 pub mod cli;
 pub mod command;
 pub mod protocol;
+pub mod raft;
 pub mod server;
 pub mod storage;

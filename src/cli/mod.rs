@@ -6,7 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::server::config::{default_workers, ServerConfig, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use std::collections::BTreeMap;
+
+use crate::raft::node::{ClusterConfig, RmAddrs};
+use crate::server::config::{
+    default_workers, ServerConfig, BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_LISTEN, PEER_PORT_OFFSET,
+};
 
 /// A drop-in backend for the Wooter PHP frontend.
 #[derive(Debug, Parser)]
@@ -35,13 +40,33 @@ pub enum Command {
 /// Options of `wooter serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address for clients (both framings).
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// Address for clients (both framings) [default: 127.0.0.1:13090; in a
+    /// cluster, this RM's address from --peers or --rms].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Data directory (created on first start; an old server's directory
-    /// is served as it is).
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    /// is served as it is) [default: ./wooter-data; in a cluster
+    /// ./wooter-data/rm_K].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// This RM's id in a cluster (1 and up).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub id: Option<u64>,
+    /// A cluster of N RMs on this machine, the old port plan: RM K serves
+    /// clients on 127.0.0.1:(13090+K) and links to RMs on (14090+K).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100), conflicts_with = "peers")]
+    pub rms: Option<u64>,
+    /// Every RM of the cluster as ID=IP:PORT (its client address; its RM
+    /// link port is that port + 1000), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Let followers answer reads from their own data (may be a moment old)
+    /// instead of asking the leader.
+    #[arg(long)]
+    pub stale_reads: bool,
+    /// Seconds a request waits for a leader before it is refused.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub leader_wait: u64,
     /// Worker threads for file work, 1 to 256 [default: twice the cores, 2 to 16].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -57,10 +82,71 @@ pub struct ServeArgs {
     pub idle_timeout: u64,
 }
 
+fn rm_addrs(client: SocketAddr) -> Result<RmAddrs, String> {
+    let port = client
+        .port()
+        .checked_add(PEER_PORT_OFFSET)
+        .ok_or_else(|| format!("{client}: the RM link port (port + {PEER_PORT_OFFSET}) is out of range"))?;
+    Ok(RmAddrs {
+        client,
+        peer: SocketAddr::new(client.ip(), port),
+    })
+}
+
 impl ServeArgs {
+    /// The cluster these options describe: one RM (id 1) without `--id`.
+    pub fn cluster(&self) -> Result<(ClusterConfig, SocketAddr, PathBuf), String> {
+        let mut rms = BTreeMap::new();
+        let id = match (self.id, self.rms, self.peers.is_empty()) {
+            (None, None, true) => {
+                let listen = self
+                    .listen
+                    .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address"));
+                rms.insert(1, rm_addrs(listen)?);
+                1
+            }
+            (Some(id), Some(n), _) => {
+                for k in 1..=n {
+                    let client = SocketAddr::from(([127, 0, 0, 1], BASE_PORT + k as u16));
+                    rms.insert(k, rm_addrs(client)?);
+                }
+                id
+            }
+            (Some(id), None, false) => {
+                for p in &self.peers {
+                    let (k, addr) = p
+                        .split_once('=')
+                        .ok_or_else(|| format!("--peers: '{p}' is not ID=IP:PORT"))?;
+                    let k: u64 = k.parse().map_err(|_| format!("--peers: '{k}' is not an RM id"))?;
+                    let addr: SocketAddr = addr.parse().map_err(|_| format!("--peers: '{addr}' is not IP:PORT"))?;
+                    rms.insert(k, rm_addrs(addr)?);
+                }
+                id
+            }
+            (None, _, _) => return Err("--rms and --peers need --id".to_string()),
+            (Some(_), None, true) => return Err("--id needs --rms N or --peers".to_string()),
+        };
+        let me = rms
+            .get(&id)
+            .ok_or_else(|| format!("RM {id} is not in the cluster list"))?;
+        let listen = match (self.listen, rms.len()) {
+            (Some(l), 1) => l,
+            _ => me.client,
+        };
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None if self.id.is_some() => PathBuf::from(DEFAULT_DATA_DIR).join(format!("rm_{id}")),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let raft_dir = data_dir.join("raft");
+        Ok((ClusterConfig { id, rms, raft_dir }, listen, data_dir))
+    }
+
     /// The server configuration these options describe.
-    pub fn config(&self) -> ServerConfig {
-        let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
+    pub fn config(&self, listen: SocketAddr, data_dir: PathBuf) -> ServerConfig {
+        let mut config = ServerConfig::new(listen, data_dir);
+        config.stale_reads = self.stale_reads;
+        config.leader_wait = std::time::Duration::from_secs(self.leader_wait);
         config.workers = self.workers.map_or_else(default_workers, usize::from);
         config.max_connections = self.max_connections as usize;
         config.partial_timeout = std::time::Duration::from_secs(self.partial_timeout);
@@ -74,13 +160,22 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match crate::server::serve(args.config()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                log::error!("{e}");
-                ExitCode::FAILURE
+        Command::Serve(args) => {
+            let (cluster, listen, data_dir) = match args.cluster() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("wooter serve: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match crate::server::serve(args.config(listen, data_dir), cluster) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Check { data_dir } => check(&data_dir),
         Command::Bench(args) => match crate::bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

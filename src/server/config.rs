@@ -8,6 +8,11 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:13090";
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./wooter-data";
+/// RM `K` of a cluster on one machine listens for clients on this port + K
+/// (the old server's `PORT_PRIM + k`).
+pub const BASE_PORT: u16 = 13090;
+/// An RM's link port is its client port plus this.
+pub const PEER_PORT_OFFSET: u16 = 1000;
 
 /// Settings of one server.
 #[derive(Debug, Clone)]
@@ -26,6 +31,11 @@ pub struct ServerConfig {
     pub partial_timeout: Duration,
     /// A text connection with nothing pending is closed after this long.
     pub idle_timeout: Duration,
+    /// Followers answer reads from their own data instead of asking the
+    /// leader.
+    pub stale_reads: bool,
+    /// How long a request waits for a leader before it is refused.
+    pub leader_wait: Duration,
 }
 
 impl ServerConfig {
@@ -38,6 +48,8 @@ impl ServerConfig {
             max_connections: 10_000,
             partial_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            stale_reads: false,
+            leader_wait: Duration::from_secs(5),
         }
     }
 }

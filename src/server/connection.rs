@@ -23,8 +23,14 @@ const MAX_BUFFERED_INPUT: usize = 64 * 1024;
 /// What the connection needs next.
 #[derive(Debug)]
 pub enum Step {
-    /// Run this request on the worker pool.
-    Submit(Request),
+    /// Run this request; `raw` is how the client sent it (a frame or a
+    /// line), for forwarding to the leader.
+    Submit {
+        /// The parsed request.
+        request: Request,
+        /// The client's bytes.
+        raw: Vec<u8>,
+    },
     /// Send these bytes; then close if `close`.
     Reply {
         /// Reply bytes.
@@ -202,7 +208,10 @@ impl Connection {
             return Step::NeedMore;
         };
         let step = match legacy::parse_frame(frame) {
-            Ok(LegacyRequest::Request(r)) => Step::Submit(r),
+            Ok(LegacyRequest::Request(request)) => Step::Submit {
+                request,
+                raw: frame.to_vec(),
+            },
             Ok(LegacyRequest::Unknown(echo)) => {
                 let name = String::from_utf8_lossy(crate::storage::record::trim(&echo[..legacy::COMMAND_LEN]));
                 log::warn!(
@@ -243,7 +252,7 @@ impl Connection {
                 None => return Step::NeedMore,
             };
             match text::parse_line(&line, text::local_timestamp) {
-                Ok(TextCommand::Request(r)) => return Step::Submit(r),
+                Ok(TextCommand::Request(request)) => return Step::Submit { request, raw: line },
                 Ok(TextCommand::Help) => {
                     return Step::Reply {
                         bytes: text::help(),

@@ -1,9 +1,12 @@
 //! The one thread that owns every socket.
 //!
-//! A `mio::Poll` loop, edge-triggered: the listener and every connection
-//! live in one `slab`, indexed by their `Token`; workers hand replies back
-//! through a `Waker`. Once a second the loop closes connections that went
-//! quiet. It never blocks and never touches the disk.
+//! A `mio::Poll` loop, edge-triggered: the client listener, the RM-link
+//! listener, every client connection and every RM link live in one `slab`,
+//! indexed by their `Token`. Workers, the raft persister and the applier
+//! hand results back through one `Waker`. Every 100 ms the loop ticks raft;
+//! every second it closes connections that went quiet. It never blocks and
+//! never touches the disk. How requests travel through raft is in
+//! [`super::replication`].
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
@@ -17,30 +20,40 @@ use slab::Slab;
 
 use super::config::ServerConfig;
 use super::connection::{Connection, Step};
-use super::workers::{Completion, Job, WorkerPool};
+use super::peer_link::PeerLink;
+use super::replication::{Pending, ReplicationState};
+use super::workers::{Completion, Job, Origin, WorkerPool};
+use crate::protocol::Framing;
+use crate::raft::node::{ClusterConfig, RaftError, Replica};
 use crate::storage::Store;
 
 /// The waker's token; slab keys never reach it.
 const WAKER: Token = Token(usize::MAX);
 /// How often quiet connections are looked for.
 const TICK: Duration = Duration::from_secs(1);
+/// How often raft's clock ticks.
+pub(super) const RAFT_TICK: Duration = Duration::from_millis(100);
 /// How long to stop accepting after an accept error such as `EMFILE`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Whatever a slab entry holds.
-enum Endpoint {
+pub(super) enum Endpoint {
     /// The client listener.
     Listener(TcpListener),
+    /// The RM-link listener.
+    PeerListener(TcpListener),
     /// A client connection.
     Client(Connection),
+    /// A link to or from another RM.
+    Peer(PeerLink),
 }
 
 /// The server's event loop.
 pub struct EventLoop {
-    poll: Poll,
-    endpoints: Slab<Endpoint>,
-    workers: WorkerPool,
-    config: ServerConfig,
+    pub(super) poll: Poll,
+    pub(super) endpoints: Slab<Endpoint>,
+    pub(super) workers: WorkerPool,
+    pub(super) config: ServerConfig,
     clients: usize,
     next_serial: u64,
     accept_paused_until: Option<Instant>,
@@ -48,14 +61,23 @@ pub struct EventLoop {
     last_refusal_log: Option<Instant>,
     local_addr: SocketAddr,
     listener: Token,
+    pub(super) replica: Replica,
+    pub(super) cluster: ClusterConfig,
+    pub(super) repl: ReplicationState,
 }
 
 impl EventLoop {
-    /// Binds the client address and starts the workers.
-    pub fn new(config: ServerConfig, store: Arc<Store>) -> io::Result<EventLoop> {
+    /// Binds the addresses, starts raft and the workers.
+    pub fn new(
+        config: ServerConfig,
+        cluster: ClusterConfig,
+        store: Arc<Store>,
+        applied: u64,
+    ) -> Result<EventLoop, RaftError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let workers = WorkerPool::start(config.workers, store, waker)?;
+        let workers = WorkerPool::start(config.workers, store.clone(), waker.clone())?;
+        let replica = Replica::start(&cluster, store, applied, waker)?;
         let mut listener = TcpListener::bind(config.listen)?;
         let local_addr = listener.local_addr()?;
         let mut endpoints = Slab::new();
@@ -64,6 +86,19 @@ impl EventLoop {
         poll.registry()
             .register(&mut listener, listener_token, Interest::READABLE)?;
         entry.insert(Endpoint::Listener(listener));
+        if cluster.rms.len() > 1 {
+            let me = cluster.rms.get(&cluster.id).map(|a| a.peer).ok_or_else(|| {
+                RaftError::Log(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "this RM's id is not in the cluster list",
+                ))
+            })?;
+            let mut peer_listener = TcpListener::bind(me)?;
+            let entry = endpoints.vacant_entry();
+            poll.registry()
+                .register(&mut peer_listener, Token(entry.key()), Interest::READABLE)?;
+            entry.insert(Endpoint::PeerListener(peer_listener));
+        }
         Ok(EventLoop {
             poll,
             endpoints,
@@ -76,21 +111,26 @@ impl EventLoop {
             last_refusal_log: None,
             local_addr,
             listener: listener_token,
+            replica,
+            cluster,
+            repl: ReplicationState::default(),
         })
     }
 
-    /// The address the listener is bound to (useful with port 0).
+    /// The address the client listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Runs until the process ends.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs until the process ends or raft fails (fail closed).
+    pub fn run(&mut self) -> Result<(), RaftError> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
+        let mut next_raft_tick = Instant::now() + RAFT_TICK;
+        self.dial_peers();
         loop {
             let now = Instant::now();
-            let mut timeout = next_tick.saturating_duration_since(now);
+            let mut timeout = next_tick.min(next_raft_tick).saturating_duration_since(now);
             if let Some(until) = self.accept_paused_until {
                 timeout = timeout.min(until.saturating_duration_since(now));
             }
@@ -98,7 +138,7 @@ impl EventLoop {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e);
+                return Err(e.into());
             }
             for event in events.iter() {
                 match event.token() {
@@ -110,6 +150,12 @@ impl EventLoop {
                 self.accept_paused_until = None;
                 self.accept_all();
             }
+            if Instant::now() >= next_raft_tick {
+                self.replica.tick();
+                self.raft_tick();
+                next_raft_tick = Instant::now() + RAFT_TICK;
+            }
+            self.drive_raft()?;
             if Instant::now() >= next_tick {
                 self.close_quiet_connections();
                 next_tick = Instant::now() + TICK;
@@ -120,6 +166,8 @@ impl EventLoop {
     fn handle_event(&mut self, token: Token, event: &Event) {
         match self.endpoints.get_mut(token.0) {
             Some(Endpoint::Listener(_)) => self.accept_all(),
+            Some(Endpoint::PeerListener(_)) => self.accept_peers(token),
+            Some(Endpoint::Peer(_)) => self.peer_event(token, event),
             Some(Endpoint::Client(conn)) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     if let Err(e) = conn.read_available() {
@@ -195,7 +243,7 @@ impl EventLoop {
         }
     }
 
-    fn client(&mut self, token: Token) -> Option<&mut Connection> {
+    pub(super) fn client(&mut self, token: Token) -> Option<&mut Connection> {
         match self.endpoints.get_mut(token.0) {
             Some(Endpoint::Client(c)) => Some(c),
             _ => None,
@@ -204,7 +252,7 @@ impl EventLoop {
 
     /// Moves a connection as far as it can go without blocking: write what
     /// is queued, then take the next request from its input.
-    fn drive(&mut self, token: Token) {
+    pub(super) fn drive(&mut self, token: Token) {
         loop {
             let Some(conn) = self.client(token) else { return };
             match conn.flush() {
@@ -231,15 +279,17 @@ impl EventLoop {
                 return;
             }
             match conn.next_step() {
-                Step::Submit(request) => {
+                Step::Submit { request, raw } => {
                     conn.waiting = true;
-                    let job = Job {
-                        token,
-                        serial: conn.serial,
-                        framing: conn.framing.unwrap_or(crate::protocol::Framing::Text),
-                        request,
+                    let pending = Pending {
+                        origin: Origin::Client {
+                            token,
+                            serial: conn.serial,
+                        },
+                        framing: conn.framing.unwrap_or(Framing::Text),
+                        since: Instant::now(),
                     };
-                    self.workers.submit(job);
+                    self.dispatch(pending, request, raw);
                     return;
                 }
                 Step::Reply { bytes, close } => conn.queue(&bytes, close),
@@ -252,27 +302,41 @@ impl EventLoop {
         }
     }
 
+    /// Runs a query on the worker pool.
+    pub(super) fn run_query(&mut self, pending: Pending, query: crate::storage::Query) {
+        self.workers.submit(Job {
+            origin: pending.origin,
+            framing: pending.framing,
+            request: crate::command::Request::Query(query),
+        });
+    }
+
     fn deliver_completions(&mut self) {
-        for Completion { token, serial, reply } in self.workers.take_completed() {
-            let Some(conn) = self.client(token) else { continue };
-            if conn.serial != serial {
-                continue; // that client left; its slot was reused
-            }
-            conn.waiting = false;
-            let close = conn.framing == Some(crate::protocol::Framing::Legacy);
-            conn.queue(&reply, close);
-            self.drive(token);
+        for Completion { origin, reply } in self.workers.take_completed() {
+            self.respond(origin, reply, 0);
         }
     }
 
-    fn close(&mut self, token: Token, reason: Option<String>) {
-        if let Some(Endpoint::Client(conn)) = self.endpoints.try_remove(token.0) {
+    /// Sends a reply to a client of this RM.
+    pub(super) fn reply_to_client(&mut self, token: Token, serial: u64, reply: &[u8]) {
+        let Some(conn) = self.client(token) else { return };
+        if conn.serial != serial {
+            return; // that client left; its slot was reused
+        }
+        conn.waiting = false;
+        let close = conn.framing == Some(Framing::Legacy);
+        conn.queue(reply, close);
+        self.drive(token);
+    }
+
+    pub(super) fn close(&mut self, token: Token, reason: Option<String>) {
+        if let Some(Endpoint::Client(conn)) = self.endpoints.get(token.0) {
             if let Some(reason) = reason {
                 log::warn!("connection {}: {reason}", conn.serial);
             }
             // Dropping the stream closes it, which also takes it out of the
             // poll set; the reply is already in the kernel's buffer.
-            drop(conn);
+            self.endpoints.remove(token.0);
             self.clients -= 1;
         }
     }

@@ -9,6 +9,8 @@
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod peer_link;
+pub mod replication;
 pub mod workers;
 
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use config::ServerConfig;
+
+use crate::raft::node::ClusterConfig;
 use event_loop::EventLoop;
 
 use crate::storage::{Store, StoreError};
@@ -34,16 +38,23 @@ pub enum ServeError {
     /// A socket could not be bound or polled.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// Raft could not start or go on (the RM stops: fail closed).
+    #[error("{0}")]
+    Raft(#[from] crate::raft::node::RaftError),
 }
 
-/// Opens the data directory, binds the address, and serves until the
-/// process ends.
-pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
+/// Opens the data directory, binds the addresses, starts raft, and serves
+/// until the process ends.
+pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeError> {
     let opened = std::time::Instant::now();
-    let store = Store::open(&config.data_dir).map_err(|source| ServeError::Store {
-        dir: config.data_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&cluster.raft_dir)?;
+    let (store, applied) =
+        Store::open_logged(&config.data_dir, &cluster.raft_dir.join("apply.journal")).map_err(|source| {
+            ServeError::Store {
+                dir: config.data_dir.display().to_string(),
+                source,
+            }
+        })?;
     let users = store.user_count();
     let indexed_ms = opened.elapsed().as_millis();
     // Reads the time zone once, here, so the loop's first text-mode woot
@@ -51,9 +62,11 @@ pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let _ = crate::protocol::text::local_timestamp();
     let workers = config.workers;
     let data_dir = config.data_dir.clone();
-    let mut event_loop = EventLoop::new(config, Arc::new(store))?;
+    let rm = cluster.id;
+    let size = cluster.rms.len();
+    let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied)?;
     log::info!(
-        "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers",
+        "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers, RM {rm} of {size}, applied index {applied}",
         event_loop.local_addr(),
         data_dir.display(),
     );

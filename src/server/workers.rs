@@ -17,12 +17,29 @@ use crate::command::Request;
 use crate::protocol::{legacy, text, Framing};
 use crate::storage::{Store, StoreError};
 
+/// Whom a reply goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client connection of this RM.
+    Client {
+        /// The connection's slab token.
+        token: Token,
+        /// The connection's serial number: tokens are reused, serials are not.
+        serial: u64,
+    },
+    /// A request another RM forwarded to this one (the leader).
+    Peer {
+        /// The RM that forwarded it.
+        rm: u64,
+        /// That RM's id for the request.
+        req_id: u64,
+    },
+}
+
 /// A request to run for a connection.
 pub struct Job {
-    /// The connection's slab token.
-    pub token: Token,
-    /// The connection's serial number: tokens are reused, serials are not.
-    pub serial: u64,
+    /// Whom the reply goes to.
+    pub origin: Origin,
     /// How to encode the reply.
     pub framing: Framing,
     /// What to run.
@@ -31,10 +48,8 @@ pub struct Job {
 
 /// A finished job's reply bytes.
 pub struct Completion {
-    /// The connection's slab token.
-    pub token: Token,
-    /// The connection's serial number.
-    pub serial: u64,
+    /// Whom the reply goes to.
+    pub origin: Origin,
     /// The reply, ready to write.
     pub reply: Vec<u8>,
 }
@@ -129,8 +144,7 @@ fn run(job: Job, store: &Store) -> Completion {
         Framing::Text => text::encode_reply(&result),
     };
     Completion {
-        token: job.token,
-        serial: job.serial,
+        origin: job.origin,
         reply,
     }
 }

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod check;
 pub mod error;
 pub mod files;
+pub mod journal;
 pub mod layout;
 pub mod locks;
 pub mod op;
@@ -22,6 +23,8 @@ pub mod query;
 pub mod record;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use parking_lot::RwLock;
 
@@ -31,6 +34,7 @@ pub use query::Query;
 
 use catalog::Catalog;
 use files::DataFiles;
+use journal::Journal;
 use layout::{list_place, row_slot, FileId, ListKind, FOLDERS, IDS_PER_LINE, ID_WIDTH, USER_LINE};
 use locks::{LockTable, Mode};
 use record::{parse_number, trim, UserRecord, Username, Woot, RECORD_LEN};
@@ -59,6 +63,11 @@ pub struct Store {
     /// through. Reads of a record (every request makes at least one) come
     /// from here, so they cost no file open and no read.
     records: RwLock<Vec<Option<Box<[u8]>>>>,
+    /// In a replicated RM, every op's write set is journalled first.
+    journal: Option<Mutex<Journal>>,
+    /// The log index of the op being applied by [`Store::apply_logged`]
+    /// (0: none; the applier is the only caller, one op at a time).
+    applying: AtomicU64,
 }
 
 /// A position in a follow list, and what it holds.
@@ -115,7 +124,39 @@ impl Store {
             catalog: RwLock::new(catalog),
             locks: LockTable::default(),
             records: RwLock::new(records),
+            journal: None,
+            applying: AtomicU64::new(0),
         })
+    }
+
+    /// Opens the data directory of a replicated RM: first finishes the op a
+    /// crash may have interrupted (from the journal at `journal_path`), then
+    /// opens as [`Store::open`] does. Returns the store and the log index of
+    /// the last op applied (0 if none).
+    pub fn open_logged(root: &Path, journal_path: &Path) -> Result<(Store, u64), StoreError> {
+        let (journal, newest) = Journal::open(journal_path)?;
+        let applied = match newest {
+            Some((index, set)) => {
+                for folder in FOLDERS {
+                    create_private_dir(&root.join(folder))?;
+                }
+                DataFiles::new(root).commit(&set)?;
+                index
+            }
+            None => 0,
+        };
+        let mut store = Store::open(root)?;
+        store.journal = Some(Mutex::new(journal));
+        Ok((store, applied))
+    }
+
+    /// Applies the op at log index `index`: its write set is journalled
+    /// (and synced) before any data file changes.
+    pub fn apply_logged(&self, index: u64, op: &Op) -> Result<Answer, StoreError> {
+        self.applying.store(index, Ordering::SeqCst);
+        let result = self.apply(op);
+        self.applying.store(0, Ordering::SeqCst);
+        result
     }
 
     /// The data directory.
@@ -162,6 +203,10 @@ impl Store {
     /// Commits an op's write set, then brings the record cache up to date
     /// with the user records it wrote.
     fn commit(&self, set: &files::WriteSet) -> Result<(), StoreError> {
+        let index = self.applying.load(Ordering::SeqCst);
+        if let (Some(journal), true) = (&self.journal, index != 0) {
+            journal.lock().unwrap_or_else(|e| e.into_inner()).record(index, set)?;
+        }
         self.files.commit(set)?;
         let mut records = self.records.write();
         for w in &set.writes {

@@ -239,8 +239,18 @@ impl TextSession {
     }
 }
 
-/// Every file under `dir`, relative path to bytes.
+/// The five folders of the legacy data layout (an RM also keeps `raft/`).
+pub const LEGACY_FOLDERS: [&str; 5] = ["fids", "flwes", "flwrs", "users", "woots"];
+
+/// Every file of the legacy layout under `dir`, relative path to bytes.
 pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut all = all_files(dir);
+    all.retain(|name, _| LEGACY_FOLDERS.iter().any(|f| name.starts_with(&format!("{f}/"))));
+    all
+}
+
+/// Every file under `dir`, relative path to bytes.
+pub fn all_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -1,0 +1,479 @@
+//! How a request travels through the cluster, and the RM links.
+//!
+//! - On the **leader** (the primary), a write is proposed to raft and
+//!   answered once its entry is committed and applied here; a read asks
+//!   raft for a read index (one confirmation round with a majority) and
+//!   runs once this RM has applied up to it. In a one-member cluster the
+//!   leader is trivially current, so reads run at once.
+//! - A **follower** forwards the client's bytes to the leader over its RM
+//!   link and relays the answer; for a write it first waits until it has
+//!   applied that write itself, so the client's next read here sees it.
+//!   With `--stale-reads` a follower answers reads from its own data.
+//! - With **no leader**, a request waits up to `--leader-wait`, then gets
+//!   the legacy empty reply or `ERR unavailable`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+use super::event_loop::{Endpoint, EventLoop};
+use super::peer_link::PeerLink;
+use super::workers::Origin;
+use crate::command::Request;
+use crate::protocol::legacy::{self, LegacyRequest};
+use crate::protocol::peer::PeerFrame;
+use crate::protocol::text::{self, TextCommand};
+use crate::protocol::Framing;
+use crate::raft::node::RaftError;
+
+/// How long to wait before dialling a peer again.
+const REDIAL: Duration = Duration::from_millis(300);
+
+/// A request waiting for something: raft, the leader, or this RM's apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    /// Whom the reply goes to.
+    pub origin: Origin,
+    /// The framing to answer in.
+    pub framing: Framing,
+    /// When it arrived.
+    pub since: Instant,
+}
+
+/// The loop's bookkeeping for requests in flight through raft.
+#[derive(Default)]
+pub struct ReplicationState {
+    /// Writes proposed here, by proposal number.
+    writes: HashMap<u64, Pending>,
+    /// Reads waiting for their read index, by read id.
+    reads: HashMap<u64, (Pending, crate::storage::Query)>,
+    /// Reads whose index is known, waiting for this RM to apply up to it.
+    reads_to_apply: Vec<(u64, Pending, crate::storage::Query)>,
+    /// Requests waiting for a leader.
+    leaderless: VecDeque<(Pending, Request, Vec<u8>)>,
+    /// Requests forwarded to the leader, by forward id.
+    forwarded: HashMap<u64, Pending>,
+    next_forward: u64,
+    /// Replies from the leader waiting for this RM to apply their write.
+    replies_to_apply: Vec<(u64, Origin, Vec<u8>)>,
+    /// Outbound link of each peer, and when to dial again if none.
+    outbound: HashMap<u64, Token>,
+    redial_at: HashMap<u64, Instant>,
+}
+
+/// The reply to a request that could not reach a leader in time.
+fn unavailable(framing: Framing) -> Vec<u8> {
+    match framing {
+        Framing::Legacy => Vec::new(),
+        Framing::Text => {
+            let mut out = Vec::new();
+            text::encode_error(
+                &mut out,
+                "unavailable",
+                "no primary (raft leader) answered in time; try again",
+            );
+            out
+        }
+    }
+}
+
+impl EventLoop {
+    /// Routes a parsed request from a client or a peer.
+    pub(super) fn dispatch(&mut self, pending: Pending, request: Request, raw: Vec<u8>) {
+        let from_peer = matches!(pending.origin, Origin::Peer { .. });
+        let single = self.cluster.rms.len() == 1;
+        match request {
+            Request::Query(query) if single || (self.config.stale_reads && !from_peer) => {
+                self.run_query(pending, query);
+            }
+            Request::Query(query) if self.replica.is_leader() => {
+                let id = self.replica.read_index();
+                self.repl.reads.insert(id, (pending, query));
+            }
+            Request::Op(op) if self.replica.is_leader() => match self.replica.propose(&op) {
+                Ok(number) => {
+                    self.repl.writes.insert(number, pending);
+                }
+                Err(e) => {
+                    log::warn!("{}: proposal refused by raft: {e}", op.name());
+                    self.respond(pending.origin, unavailable(pending.framing), 0);
+                }
+            },
+            // A forwarded request that finds this RM no longer leader is
+            // not forwarded again (that could go round in circles).
+            _ if from_peer => self.respond(pending.origin, unavailable(pending.framing), 0),
+            request => match self.replica.leader() {
+                Some(leader) if leader != self.replica.id() => self.forward(leader, pending, raw),
+                _ => self.repl.leaderless.push_back((pending, request, raw)),
+            },
+        }
+    }
+
+    fn forward(&mut self, leader: u64, pending: Pending, raw: Vec<u8>) {
+        self.repl.next_forward += 1;
+        let req_id = self.repl.next_forward;
+        let framing = u8::from(pending.framing == Framing::Text);
+        let frame = PeerFrame::Forward {
+            req_id,
+            framing,
+            request: raw,
+        };
+        if self.send_to_peer(leader, &frame) {
+            self.repl.forwarded.insert(req_id, pending);
+        } else {
+            self.respond(pending.origin, unavailable(pending.framing), 0);
+        }
+    }
+
+    /// Sends a reply where it belongs. `index` is the log index a follower
+    /// must apply before relaying it (0: none).
+    pub(super) fn respond(&mut self, origin: Origin, reply: Vec<u8>, index: u64) {
+        match origin {
+            Origin::Client { token, serial } => self.reply_to_client(token, serial, &reply),
+            Origin::Peer { rm, req_id } => {
+                let frame = PeerFrame::ForwardReply { req_id, index, reply };
+                self.send_to_peer(rm, &frame);
+            }
+        }
+    }
+
+    /// Takes raft's output: sends messages, starts granted reads, answers
+    /// applied writes. A raft failure ends the loop (fail closed).
+    pub(super) fn drive_raft(&mut self) -> Result<(), RaftError> {
+        let out = self.replica.poll()?;
+        for msg in out.messages {
+            self.send_raft(msg);
+        }
+        for (id, index) in out.reads {
+            if let Some((pending, query)) = self.repl.reads.remove(&id) {
+                self.repl.reads_to_apply.push((index, pending, query));
+            }
+        }
+        for applied in out.applied {
+            let Some((rm, number)) = applied.proposal else { continue };
+            if rm != self.replica.id() {
+                continue;
+            }
+            let (Some(pending), Some(result)) = (self.repl.writes.remove(&number), applied.result) else {
+                continue;
+            };
+            let reply = match pending.framing {
+                Framing::Legacy => legacy::encode_reply(&result),
+                Framing::Text => text::encode_reply(&result),
+            };
+            if let Err(e) = &result {
+                log::warn!("write at log index {}: {e}", applied.index);
+            }
+            self.respond(pending.origin, reply, applied.index);
+        }
+        let applied = self.replica.applied();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.repl.reads_to_apply)
+            .into_iter()
+            .partition(|(i, _, _)| *i <= applied);
+        self.repl.reads_to_apply = waiting;
+        for (_, pending, query) in ready {
+            self.run_query(pending, query);
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.repl.replies_to_apply)
+            .into_iter()
+            .partition(|(i, _, _)| *i <= applied);
+        self.repl.replies_to_apply = waiting;
+        for (_, origin, reply) in ready {
+            self.respond(origin, reply, 0);
+        }
+        Ok(())
+    }
+
+    /// Every raft tick: retry leaderless requests, time out stale ones,
+    /// redial peers.
+    pub(super) fn raft_tick(&mut self) {
+        let wait = self.config.leader_wait;
+        let now = Instant::now();
+        let leaderless = std::mem::take(&mut self.repl.leaderless);
+        for (pending, request, raw) in leaderless {
+            if self.replica.leader().is_some() {
+                self.dispatch(pending, request, raw);
+            } else if now.duration_since(pending.since) >= wait {
+                self.respond(pending.origin, unavailable(pending.framing), 0);
+            } else {
+                self.repl.leaderless.push_back((pending, request, raw));
+            }
+        }
+        // A proposal or forward that outlives twice the wait was lost with
+        // a leader change: say so rather than keep the client forever.
+        let expired = |p: &Pending| now.duration_since(p.since) >= wait * 2;
+        let mut lost: Vec<Pending> = Vec::new();
+        self.repl.writes.retain(|_, p| {
+            !expired(p) || {
+                lost.push(*p);
+                false
+            }
+        });
+        self.repl.forwarded.retain(|_, p| {
+            !expired(p) || {
+                lost.push(*p);
+                false
+            }
+        });
+        self.repl.reads.retain(|_, (p, _)| {
+            !expired(p) || {
+                lost.push(*p);
+                false
+            }
+        });
+        for p in lost {
+            self.respond(p.origin, unavailable(p.framing), 0);
+        }
+        self.dial_peers();
+    }
+
+    /// Dials every peer without an outbound link whose redial time came.
+    pub(super) fn dial_peers(&mut self) {
+        let now = Instant::now();
+        let peers: Vec<(u64, std::net::SocketAddr)> = self
+            .cluster
+            .rms
+            .iter()
+            .filter(|(id, _)| **id != self.cluster.id && !self.repl.outbound.contains_key(id))
+            .filter(|(id, _)| self.repl.redial_at.get(id).is_none_or(|t| now >= *t))
+            .map(|(id, a)| (*id, a.peer))
+            .collect();
+        for (id, addr) in peers {
+            self.repl.redial_at.insert(id, now + REDIAL);
+            let mut stream = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("dial RM {id} at {addr}: {e}");
+                    continue;
+                }
+            };
+            let entry = self.endpoints.vacant_entry();
+            let token = Token(entry.key());
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                continue;
+            }
+            let mut link = PeerLink::new(stream, Some(id), true);
+            link.send(&PeerFrame::Hello { rm_id: self.cluster.id });
+            entry.insert(Endpoint::Peer(link));
+            self.repl.outbound.insert(id, token);
+        }
+    }
+
+    pub(super) fn accept_peers(&mut self, token: Token) {
+        loop {
+            let Some(Endpoint::PeerListener(l)) = self.endpoints.get_mut(token.0) else {
+                return;
+            };
+            let (mut stream, addr) = match l.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("RM link accept failed: {e}");
+                    return;
+                }
+            };
+            let entry = self.endpoints.vacant_entry();
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, Token(entry.key()), Interest::READABLE)
+                .is_err()
+            {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            log::debug!("RM link from {addr}");
+            entry.insert(Endpoint::Peer(PeerLink::new(stream, None, false)));
+        }
+    }
+
+    fn drop_peer(&mut self, token: Token, why: &str) {
+        if let Some(Endpoint::Peer(link)) = self.endpoints.try_remove(token.0) {
+            if let Some(id) = link.rm_id {
+                log::debug!(
+                    "RM link {} RM {id} closed: {why}",
+                    if link.outbound { "to" } else { "from" }
+                );
+                if link.outbound {
+                    self.repl.outbound.remove(&id);
+                    self.replica.report_unreachable(id);
+                }
+            } else {
+                log::warn!("RM link from an unknown peer closed: {why}");
+            }
+        }
+    }
+
+    pub(super) fn peer_event(&mut self, token: Token, event: &Event) {
+        let Some(Endpoint::Peer(link)) = self.endpoints.get_mut(token.0) else {
+            return;
+        };
+        if link.outbound && !link.connected {
+            if event.is_error() || event.is_write_closed() {
+                self.drop_peer(token, "dial failed");
+                return;
+            }
+            if event.is_writable() {
+                match link.stream.peer_addr() {
+                    Ok(_) => {
+                        link.connected = true;
+                        let _ = link.stream.set_nodelay(true);
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+        if let Err(e) = link.flush() {
+            self.drop_peer(token, &e.to_string());
+            return;
+        }
+        if !(event.is_readable() || event.is_read_closed()) {
+            return;
+        }
+        let (frames, closed) = match link.receive() {
+            Ok(r) => r,
+            Err(e) => {
+                self.drop_peer(token, &e.to_string());
+                return;
+            }
+        };
+        for frame in frames {
+            if !self.peer_frame(token, frame) {
+                self.drop_peer(token, "protocol violation");
+                return;
+            }
+        }
+        if closed {
+            self.drop_peer(token, "peer closed the link");
+        }
+    }
+
+    /// Handles one frame from a link; false if the link must be dropped.
+    fn peer_frame(&mut self, token: Token, frame: PeerFrame) -> bool {
+        let Some(Endpoint::Peer(link)) = self.endpoints.get_mut(token.0) else {
+            return false;
+        };
+        let Some(from) = link.rm_id else {
+            // Nothing but a hello from a member is accepted first.
+            return match frame {
+                PeerFrame::Hello { rm_id } if rm_id != self.cluster.id && self.cluster.rms.contains_key(&rm_id) => {
+                    link.rm_id = Some(rm_id);
+                    true
+                }
+                other => {
+                    log::warn!("RM link: refused a peer whose first frame was {:?}", frame_kind(&other));
+                    false
+                }
+            };
+        };
+        match frame {
+            PeerFrame::Hello { .. } => false,
+            PeerFrame::Raft(bytes) => match Message::parse_from_bytes(&bytes) {
+                Ok(msg) if msg.from == from => {
+                    self.replica.step(msg);
+                    true
+                }
+                Ok(msg) => {
+                    log::warn!("RM {from} sent a raft message claiming to be from {}", msg.from);
+                    false
+                }
+                Err(_) => false,
+            },
+            PeerFrame::Forward {
+                req_id,
+                framing,
+                request,
+            } => {
+                self.forwarded_request(from, req_id, framing, request);
+                true
+            }
+            PeerFrame::ForwardReply { req_id, index, reply } => {
+                if let Some(pending) = self.repl.forwarded.remove(&req_id) {
+                    if index <= self.replica.applied() {
+                        self.respond(pending.origin, reply, 0);
+                    } else {
+                        self.repl.replies_to_apply.push((index, pending.origin, reply));
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// A request a follower forwarded: parse it as its client sent it.
+    fn forwarded_request(&mut self, rm: u64, req_id: u64, framing: u8, raw: Vec<u8>) {
+        let framing = if framing == 1 { Framing::Text } else { Framing::Legacy };
+        let pending = Pending {
+            origin: Origin::Peer { rm, req_id },
+            framing,
+            since: Instant::now(),
+        };
+        let request = match framing {
+            Framing::Legacy => match legacy::parse_frame(&raw) {
+                Ok(LegacyRequest::Request(r)) => Some(r),
+                _ => None,
+            },
+            Framing::Text => match text::parse_line(&raw, text::local_timestamp) {
+                Ok(TextCommand::Request(r)) => Some(r),
+                _ => None,
+            },
+        };
+        match request {
+            Some(request) => self.dispatch(pending, request, raw),
+            None => self.respond(pending.origin, unavailable(framing), 0),
+        }
+    }
+
+    fn send_raft(&mut self, msg: Message) {
+        let to = msg.to;
+        match msg.write_to_bytes() {
+            Ok(bytes) => {
+                if !self.send_to_peer(to, &PeerFrame::Raft(bytes)) {
+                    self.replica.report_unreachable(to);
+                }
+            }
+            Err(e) => log::error!("cannot encode a raft message: {e}"),
+        }
+    }
+
+    /// Queues a frame on the outbound link to `rm`; false if there is none.
+    fn send_to_peer(&mut self, rm: u64, frame: &PeerFrame) -> bool {
+        let Some(&token) = self.repl.outbound.get(&rm) else {
+            return false;
+        };
+        let Some(Endpoint::Peer(link)) = self.endpoints.get_mut(token.0) else {
+            self.repl.outbound.remove(&rm);
+            return false;
+        };
+        if !link.send(frame) {
+            self.drop_peer(token, "send queue full");
+            return false;
+        }
+        if let Err(e) = link.flush() {
+            self.drop_peer(token, &e.to_string());
+            return false;
+        }
+        true
+    }
+}
+
+fn frame_kind(frame: &PeerFrame) -> &'static str {
+    match frame {
+        PeerFrame::Hello { .. } => "a hello from a non-member",
+        PeerFrame::Raft(_) => "a raft message",
+        PeerFrame::Forward { .. } => "a forwarded request",
+        PeerFrame::ForwardReply { .. } => "a forwarded reply",
+    }
+}
