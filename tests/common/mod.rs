@@ -59,13 +59,17 @@ impl Server {
     /// Starts `wooter serve` on a free loopback port with `data_dir` and
     /// extra arguments; waits (at most 20 s) for its "listening" line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into()];
+        args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Server::spawn(&args)
+    }
+
+    /// Starts `wooter serve` with exactly these arguments.
+    pub fn spawn(args: &[String]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -90,14 +94,37 @@ impl Server {
                 l.push('\n');
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server did not report its address within 20 s");
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "server {args:?} did not report its address within 20 s ({e}); log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
         Server {
             child,
             addr: addr.parse().expect("address in log line"),
             log,
         }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The highest term in which this RM's log says it became leader.
+    pub fn leader_term(&self) -> Option<u64> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("became leader at term ").nth(1))
+            .filter_map(|t| t.trim().parse().ok())
+            .max()
     }
 
     /// Whether the process is still running.

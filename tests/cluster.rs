@@ -1,0 +1,342 @@
+//! Replicated RMs: real `wooter serve` processes on loopback, linked by
+//! raft, killed with SIGKILL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+static NEXT_CLUSTER: AtomicU16 = AtomicU16::new(0);
+
+/// A cluster of `n` RMs on loopback ports chosen for this test process.
+struct Cluster {
+    rms: Vec<Option<Server>>,
+    dirs: Vec<PathBuf>,
+    peers: String,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize, name: &str) -> Cluster {
+        let dir = TempDir::new(name);
+        let slot = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
+        // Below the ephemeral range (32768 and up), so no outgoing socket holds them.
+        let base = 20000 + (std::process::id() % 500) as u16 * 20 + slot * 5;
+        let peers = (1..=n)
+            .map(|k| format!("{k}=127.0.0.1:{}", base + k as u16))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dirs: Vec<PathBuf> = (1..=n).map(|k| dir.path().join(format!("rm_{k}"))).collect();
+        let mut cluster = Cluster {
+            rms: (0..n).map(|_| None).collect(),
+            dirs,
+            peers,
+            _dir: dir,
+        };
+        for k in 1..=n {
+            cluster.restart(k);
+        }
+        cluster
+    }
+
+    fn restart(&mut self, k: usize) {
+        let args: Vec<String> = vec![
+            "--id".into(),
+            k.to_string(),
+            "--peers".into(),
+            self.peers.clone(),
+            "--data-dir".into(),
+            self.dirs[k - 1].display().to_string(),
+        ];
+        self.rms[k - 1] = Some(Server::spawn(&args));
+    }
+
+    fn rm(&self, k: usize) -> &Server {
+        self.rms[k - 1].as_ref().expect("RM running")
+    }
+
+    /// The RM that most recently became leader, among those running.
+    fn leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let best = self
+                .rms
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().and_then(|s| s.leader_term()).map(|t| (t, i + 1)))
+                .max();
+            if let Some((_, k)) = best {
+                return Some(k);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn kill(&mut self, k: usize) {
+        if let Some(mut s) = self.rms[k - 1].take() {
+            s.kill();
+        }
+    }
+}
+
+/// Sends one text command on a new connection; returns the lines.
+fn text(server: &Server, line: &str) -> Vec<String> {
+    let mut t = TextSession::open(server);
+    let reply = t.send(line);
+    t.close();
+    reply
+}
+
+fn text_at(addr: std::net::SocketAddr, line: &str) -> Option<Vec<String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut w = s.try_clone().ok()?;
+    w.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut lines = Vec::new();
+    let mut r = BufReader::new(s);
+    for _ in 0..100_000 {
+        let mut buf = String::new();
+        if r.read_line(&mut buf).ok()? == 0 {
+            return None;
+        }
+        let l = buf.trim_end().to_string();
+        let done = l == "OK" || l.starts_with("ERR");
+        lines.push(l);
+        if done {
+            return Some(lines);
+        }
+    }
+    None
+}
+
+/// Waits (bounded) until every running RM's legacy files are identical.
+fn converged(dirs: &[&Path], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let trees: Vec<_> = dirs.iter().map(|d| tree(d)).collect();
+        if trees.windows(2).all(|w| w[0] == w[1]) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn check_clean(dir: &Path) {
+    let out = std::process::Command::new(BIN).arg("check").arg(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "check {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn writes_through_every_rm_leave_identical_data_directories() {
+    let cluster = Cluster::start(3, "identical");
+    assert!(cluster.leader(Duration::from_secs(10)).is_some(), "no leader elected");
+    for k in 1..=3 {
+        let s = cluster.rm(k);
+        let body = text(
+            s,
+            &format!("create_new_user rm{k}user password{k} 3{k} u{k}@x.org User Number {k}"),
+        );
+        assert_eq!(
+            body.last().map(String::as_str),
+            Some("OK"),
+            "create through RM {k}: {body:?}"
+        );
+        for i in 0..10 {
+            let r = text(
+                s,
+                &format!(
+                    "write_woot rm{k}user [2026-01-0{} -> 9:00:00] woot {i} through rm {k}",
+                    1 + i % 9
+                ),
+            );
+            assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+        }
+        // A client that writes and then reads through the same RM sees its write.
+        let r = text(s, &format!("read_user rm{k}user"));
+        assert!(r[0].contains("woots=10"), "RM {k} read its own write: {r:?}");
+    }
+    for k in 1..=3 {
+        let other = k % 3 + 1;
+        let r = text(cluster.rm(k), &format!("follow rm{k}user rm{other}user"));
+        assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+        // Legacy framing through a follower too.
+        let reply = cluster
+            .rm(k)
+            .legacy(&frame("read_user", format!("rm{other}user").as_bytes()));
+        assert_eq!(reply.len(), 260, "legacy read through RM {k}");
+    }
+    let dirs: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
+    assert!(converged(&dirs, Duration::from_secs(10)), "data directories differ");
+    for d in &dirs {
+        check_clean(d);
+    }
+    let users = tree(dirs[0]);
+    assert!(users.contains_key("users/u_0.txt"));
+}
+
+/// Writes woots `prefix-i` for `user` through `addr` until `stop`; returns
+/// the acknowledged numbers and the longest gap between two acknowledged
+/// writes.
+fn writer(addr: std::net::SocketAddr, user: String, prefix: String, stop: Arc<AtomicBool>) -> (Vec<u32>, Duration) {
+    let mut acked = Vec::new();
+    let mut last_ack = Instant::now();
+    let mut longest = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0u32;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && i < 5000 {
+        let reply = text_at(addr, &format!("write_woot {user} [2026-01-01 -> 9:00:00] {prefix}-{i}"));
+        if reply.as_ref().and_then(|r| r.last()).map(String::as_str) == Some("OK") {
+            acked.push(i);
+            longest = longest.max(last_ack.elapsed());
+            last_ack = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        i += 1;
+    }
+    (acked, longest)
+}
+
+/// The woot texts of `user` as `addr` serves them.
+fn woots(addr: std::net::SocketAddr, user: &str) -> Vec<String> {
+    let lines = text_at(addr, &format!("load_woots_seq {user}")).expect("load woots");
+    assert_eq!(lines.last().map(String::as_str), Some("OK"), "{lines:?}");
+    lines[..lines.len() - 1]
+        .iter()
+        .map(|l| l.split("] ").nth(1).unwrap_or("").to_string())
+        .collect()
+}
+
+fn assert_each_acked_once(found: &[String], prefix: &str, acked: &[u32], rm: &str) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for w in found {
+        *counts.entry(w.as_str()).or_default() += 1;
+    }
+    for (w, n) in &counts {
+        assert_eq!(*n, 1, "{rm}: woot '{w}' applied {n} times");
+    }
+    for i in acked {
+        let w = format!("{prefix}-{i}");
+        assert!(
+            counts.contains_key(w.as_str()),
+            "{rm}: acknowledged woot {w} is missing"
+        );
+    }
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, "failover");
+    let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    let survivor = leader % 3 + 1;
+    let addr = cluster.rm(survivor).addr;
+    let r = text(
+        cluster.rm(survivor),
+        "create_new_user failover password1 30 f@x.org Fail Over",
+    );
+    assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || writer(addr, "failover".into(), "w".into(), stop))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    // A new leader must serve writes again within 3 s.
+    let first_after = Arc::new(Mutex::new(None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if text_at(addr, "write_woot failover [2026-01-01 -> 9:00:00] probe")
+            .and_then(|r| r.last().cloned())
+            .as_deref()
+            == Some("OK")
+        {
+            *first_after.lock().unwrap() = Some(killed_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    let (acked, _) = handle.join().expect("writer");
+    let served_after = first_after
+        .lock()
+        .unwrap()
+        .expect("no write succeeded after the leader was killed");
+    assert!(
+        served_after < Duration::from_secs(3),
+        "a new leader served only after {served_after:?}"
+    );
+    assert!(acked.len() > 10, "too few writes acknowledged: {}", acked.len());
+    let alive: Vec<usize> = (1..=3).filter(|k| *k != leader).collect();
+    let dirs: Vec<&Path> = alive.iter().map(|k| cluster.dirs[k - 1].as_path()).collect();
+    assert!(converged(&dirs, Duration::from_secs(10)), "survivors differ");
+    for k in &alive {
+        let found: Vec<String> = woots(cluster.rm(*k).addr, "failover")
+            .into_iter()
+            .filter(|w| w != "probe")
+            .collect();
+        assert_each_acked_once(&found, "w", &acked, &format!("RM {k}"));
+    }
+    // The killed RM comes back, catches up, and agrees.
+    cluster.restart(leader);
+    let all: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
+    assert!(
+        converged(&all, Duration::from_secs(15)),
+        "restarted RM did not catch up"
+    );
+    for d in &all {
+        check_clean(d);
+    }
+}
+
+#[test]
+fn a_single_rm_killed_mid_load_keeps_every_acknowledged_write() {
+    let dir = TempDir::new("single-kill");
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let r = text(&server, "create_new_user solo12345 password1 30 s@x.org Solo Writer");
+    assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = server.addr;
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || writer(addr, "solo12345".into(), format!("t{t}"), stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    stop.store(true, Ordering::SeqCst);
+    let acked: Vec<Vec<u32>> = handles.into_iter().map(|h| h.join().expect("writer").0).collect();
+    assert!(
+        acked.iter().map(Vec::len).sum::<usize>() > 10,
+        "too few writes acknowledged"
+    );
+    let server = Server::start(&data, &[]);
+    let found = woots(server.addr, "solo12345");
+    for (t, acked) in acked.iter().enumerate() {
+        let mine: Vec<String> = found
+            .iter()
+            .filter(|w| w.starts_with(&format!("t{t}-")))
+            .cloned()
+            .collect();
+        assert_each_acked_once(&mine, &format!("t{t}"), acked, "restarted RM");
+    }
+    drop(server);
+    check_clean(&data);
+}
