@@ -1,10 +1,12 @@
-//! The `wooter` command line: `serve`, `bench` and `check`.
+//! The `wooter` command line: `serve`, `cluster`, `bench` and `check`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub mod cluster;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the legacy and text protocols on one port.
     Serve(ServeArgs),
+    /// Start N local RMs as one cluster (child processes); Ctrl-C stops them.
+    Cluster(cluster::ClusterArgs),
     /// Drive a server with the frontend's traffic and measure it.
     Bench(crate::bench::BenchArgs),
     /// Check a data directory's consistency; exits 1 if anything is wrong,
@@ -34,6 +38,10 @@ pub enum Command {
     Check {
         /// The data directory.
         data_dir: PathBuf,
+        /// Fix counters, follow mirrors and the fids file in place (stop the
+        /// server on the directory first), then check again.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -176,7 +184,31 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { data_dir } => check(&data_dir),
+        Command::Check { data_dir, repair } => {
+            if repair {
+                if !data_dir.join("users").is_dir() {
+                    eprintln!(
+                        "{} is not a data directory (it has no users/ folder)",
+                        data_dir.display()
+                    );
+                    return ExitCode::from(2);
+                }
+                match crate::storage::check::repair(&data_dir) {
+                    Ok(r) => {
+                        for c in &r.changes {
+                            println!("repaired: {c}");
+                        }
+                        println!("{} change(s) made", r.changes.len());
+                    }
+                    Err(e) => {
+                        eprintln!("cannot repair {}: {e}", data_dir.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            check(&data_dir)
+        }
+        Command::Cluster(args) => cluster::run(&args),
         Command::Bench(args) => match crate::bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::files::DataFiles;
+use super::files::{DataFiles, Write, WriteSet};
 use super::layout::{
     list_place, woot_place, FileId, ListKind, IDS_PER_LINE, ID_WIDTH, SLOTS_PER_ROW, USER_LINE, WOOT_LEN,
 };
@@ -262,4 +262,199 @@ fn check_woots(reader: &mut Reader, user: &UserRecord, problems: &mut Vec<String
         }
     }
     Ok(())
+}
+
+/// What `repair` changed.
+#[derive(Debug, Default)]
+pub struct Repairs {
+    /// One sentence per change.
+    pub changes: Vec<String>,
+}
+
+/// In-memory copies of the list files being repaired.
+struct Lists {
+    files: HashMap<FileId, Vec<u8>>,
+    changed: HashSet<FileId>,
+}
+
+impl Lists {
+    fn cell(&mut self, data: &DataFiles, kind: ListKind, owner: u32, index: u32) -> Result<&mut [u8], StoreError> {
+        let (file, offset) = list_place(kind, owner, index);
+        let bytes = match self.files.entry(file) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(data.read_all(file)?.unwrap_or_else(|| file.blank_contents()))
+            }
+        };
+        if bytes.len() < file.blank_contents().len() {
+            bytes.resize(file.blank_contents().len(), b' ');
+        }
+        Ok(&mut bytes[offset as usize..offset as usize + ID_WIDTH])
+    }
+
+    fn set(
+        &mut self,
+        data: &DataFiles,
+        kind: ListKind,
+        owner: u32,
+        index: u32,
+        id: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(ID_WIDTH);
+        match id {
+            Some(id) => crate::storage::record::right(&mut value, id.to_string().as_bytes(), ID_WIDTH),
+            None => value.resize(ID_WIDTH, b' '),
+        }
+        self.cell(data, kind, owner, index)?.copy_from_slice(&value);
+        self.changed.insert(list_place(kind, owner, index).0);
+        Ok(())
+    }
+
+    /// The ids of a list, by position.
+    fn read(&mut self, data: &DataFiles, kind: ListKind, owner: u32) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        let mut out = Vec::new();
+        for col in 0.. {
+            let (file, _) = list_place(kind, owner, col * IDS_PER_LINE);
+            if !self.files.contains_key(&file) && !data.exists(file) {
+                break;
+            }
+            for place in 0..IDS_PER_LINE {
+                let index = col * IDS_PER_LINE + place;
+                let cell = trim(self.cell(data, kind, owner, index)?).to_vec();
+                out.push((
+                    index,
+                    if cell.is_empty() {
+                        None
+                    } else {
+                        parse_number("id", &cell).ok()
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Fixes what `check` reports about counters and mirrors, in place: follow
+/// lists lose duplicates and ids of no user, every one-sided follow gets
+/// its missing side (in the first blank place, as `follow` would put it),
+/// counters are set to the lists' lengths and the woot counter to the
+/// stored woots, and the fids file to the free slots. The server must not
+/// be running on the directory.
+pub fn repair(root: &Path) -> Result<Repairs, StoreError> {
+    let data = DataFiles::new(root);
+    let mut repairs = Repairs::default();
+    let mut users: Vec<UserRecord> = Vec::new();
+    let mut free_per_row = Vec::new();
+    let mut row = 0;
+    while let Some(bytes) = data.read_all(FileId::Users(row))? {
+        let mut free = 0u8;
+        for (slot, line) in bytes.chunks(USER_LINE).enumerate().take(SLOTS_PER_ROW as usize) {
+            match UserRecord::decode(line) {
+                Ok(Some(u)) if u.id == row * SLOTS_PER_ROW + slot as u32 => users.push(u),
+                Ok(None) => free += 1,
+                _ => {}
+            }
+        }
+        free_per_row.push(free);
+        row += 1;
+    }
+    let known: HashSet<u32> = users.iter().map(|u| u.id).collect();
+    let mut lists = Lists {
+        files: HashMap::new(),
+        changed: HashSet::new(),
+    };
+    // Clean each list; remember the follows each side claims.
+    let mut claims: HashSet<(u32, u32)> = HashSet::new();
+    let mut kept: HashMap<(ListKind, u32), HashSet<u32>> = HashMap::new();
+    for u in &users {
+        for kind in [ListKind::Followees, ListKind::Followers] {
+            let mut seen = HashSet::new();
+            for (index, id) in lists.read(&data, kind, u.id)? {
+                let Some(id) = id else { continue };
+                if !known.contains(&id) || id == u.id || !seen.insert(id) {
+                    lists.set(&data, kind, u.id, index, None)?;
+                    repairs
+                        .changes
+                        .push(format!("user {}: removed id {id} from its {}", u.id, kind.as_str()));
+                    continue;
+                }
+                claims.insert(if kind == ListKind::Followees {
+                    (u.id, id)
+                } else {
+                    (id, u.id)
+                });
+            }
+            kept.insert((kind, u.id), seen);
+        }
+    }
+    // Give every claimed follow both sides.
+    let mut claims: Vec<(u32, u32)> = claims.into_iter().collect();
+    claims.sort_unstable();
+    for (a, b) in claims {
+        for (kind, owner, other) in [(ListKind::Followees, a, b), (ListKind::Followers, b, a)] {
+            if kept.get(&(kind, owner)).is_some_and(|s| s.contains(&other)) {
+                continue;
+            }
+            let places = lists.read(&data, kind, owner)?;
+            let index = places
+                .iter()
+                .find(|(_, id)| id.is_none())
+                .map_or(places.len() as u32, |(i, _)| *i);
+            lists.set(&data, kind, owner, index, Some(other))?;
+            kept.entry((kind, owner)).or_default().insert(other);
+            repairs
+                .changes
+                .push(format!("user {owner}: added {other} to its {}", kind.as_str()));
+        }
+    }
+    let mut set = WriteSet::default();
+    for file in &lists.changed {
+        set.writes.push(Write {
+            file: *file,
+            offset: 0,
+            bytes: lists.files[file].clone(),
+        });
+    }
+    // Counters from the lists and the stored woots.
+    for u in &mut users {
+        let followees = kept.get(&(ListKind::Followees, u.id)).map_or(0, HashSet::len) as u32;
+        let followers = kept.get(&(ListKind::Followers, u.id)).map_or(0, HashSet::len) as u32;
+        let mut woots = 0;
+        loop {
+            let (file, offset) = woot_place(u.id, woots);
+            match data.read_at(file, offset, WOOT_LEN)? {
+                Some(b) if b.len() == WOOT_LEN && b.iter().any(|&c| c != b' ') => woots += 1,
+                _ => break,
+            }
+        }
+        if (u.followees, u.followers, u.woots) != (followees, followers, woots) {
+            repairs.changes.push(format!(
+                "user {}: counters followers/followees/woots {}/{}/{} set to {followers}/{followees}/{woots}",
+                u.id, u.followers, u.followees, u.woots
+            ));
+            u.followees = followees;
+            u.followers = followers;
+            u.woots = woots;
+            let (row, slot) = crate::storage::layout::row_slot(u.id);
+            set.write(
+                FileId::Users(row),
+                crate::storage::layout::user_offset(slot),
+                u.encode(),
+            );
+        }
+    }
+    // The fids file, quirk included.
+    let mut fids: Vec<u8> = free_per_row.iter().flat_map(|&f| [b'0' + f, b'\n']).collect();
+    if free_per_row.len() == 1 {
+        fids.push(b'\n');
+    }
+    if !free_per_row.is_empty() && data.read_all(FileId::Fids)?.as_deref() != Some(&fids[..]) {
+        repairs
+            .changes
+            .push("fids/fids.txt rewritten from the user files".to_string());
+        set.create_with(FileId::Fids, fids);
+    }
+    data.commit(&set)?;
+    Ok(repairs)
 }
