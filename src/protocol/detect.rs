@@ -14,7 +14,9 @@ use super::Framing;
 /// The framing of a connection whose first bytes are `buf`, if already known.
 pub fn detect(buf: &[u8]) -> Option<Framing> {
     let head = &buf[..buf.len().min(COMMAND_LEN)];
-    if head.contains(&b'\n') {
+    // The legacy command field is padded with spaces only: a line break or
+    // a tab in it means a person typing.
+    if head.contains(&b'\n') || head.contains(&b'\t') {
         return Some(Framing::Text);
     }
     if head.len() < COMMAND_LEN {
@@ -45,5 +47,6 @@ mod tests {
             Some(Framing::Text)
         );
         assert_eq!(detect(b"read_user member001"), None);
+        assert_eq!(detect(b"read_user\tmember001"), Some(Framing::Text));
     }
 }

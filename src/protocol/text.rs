@@ -187,10 +187,10 @@ impl<'a> Args<'a> {
 /// a woot that has none; it is called at most once, here, so the op carries
 /// its time and applying it never reads the clock.
 pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextCommand, TextError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > MAX_LINE {
         return Err(TextError::TooLong);
     }
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Ok((input, name)) = word(line) else {
         return Ok(TextCommand::Nothing);
     };

@@ -275,6 +275,12 @@ impl Replica {
         self.raw.raft.raft_log.committed
     }
 
+    /// Whether raft has work for [`Replica::poll`] (a proposal made while
+    /// handling the last output, say): the loop must not sleep on it.
+    pub fn has_ready(&self) -> bool {
+        self.raw.has_ready()
+    }
+
     /// Advances raft's clock by one tick.
     pub fn tick(&mut self) {
         self.raw.tick();

@@ -56,7 +56,15 @@ pub struct Connection {
     pub waiting: bool,
     /// Last time bytes moved in either direction.
     pub last_activity: Instant,
+    /// Set once the reply is written and the write side shut: the
+    /// connection is read (and the bytes dropped) until the client closes,
+    /// since closing with unread input would reset the connection and
+    /// destroy a reply still on its way.
+    pub lingering: Option<Instant>,
     input: Vec<u8>,
+    /// Bytes of `input` already used (lines are consumed by moving this,
+    /// not by shifting the buffer each time).
+    start: usize,
     output: Vec<u8>,
     written: usize,
     close_after_flush: bool,
@@ -73,7 +81,9 @@ impl Connection {
             framing: None,
             waiting: false,
             last_activity: Instant::now(),
+            lingering: None,
             input: Vec::new(),
+            start: 0,
             output: Vec::new(),
             written: 0,
             close_after_flush: false,
@@ -84,12 +94,16 @@ impl Connection {
 
     /// Whether part of a request has arrived (or nothing at all yet).
     pub fn has_partial_request(&self) -> bool {
-        self.framing.is_none() || !self.input.is_empty()
+        self.framing.is_none() || self.has_input()
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.input[self.start..]
     }
 
     /// Whether any unprocessed input is buffered.
     pub fn has_input(&self) -> bool {
-        !self.input.is_empty()
+        self.start < self.input.len()
     }
 
     /// Whether reply bytes wait for the socket.
@@ -101,6 +115,10 @@ impl Connection {
     /// that), up to the input cap. Notes end of file.
     pub fn read_available(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 16 * 1024];
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
         loop {
             if self.input.len() >= MAX_BUFFERED_INPUT {
                 self.read_paused = true;
@@ -122,10 +140,29 @@ impl Connection {
         }
     }
 
+    /// Whether the client has closed its side.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Reads and drops whatever the socket has; true at end of file.
+    pub fn discard_input(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// If reading was paused by the input cap and there is room again,
     /// reads on (nothing else will announce the bytes the kernel holds).
     pub fn resume_reading(&mut self) -> io::Result<()> {
-        if self.read_paused && self.input.len() < MAX_BUFFERED_INPUT {
+        if self.read_paused && self.input.len() - self.start < MAX_BUFFERED_INPUT {
             self.read_paused = false;
             self.read_available()?;
         }
@@ -171,7 +208,7 @@ impl Connection {
     pub fn next_step(&mut self) -> Step {
         let framing = match self.framing {
             Some(f) => f,
-            None => match detect(&self.input) {
+            None => match detect(self.pending()) {
                 Some(f) => {
                     if f == Framing::Text {
                         // Replies of a long-lived connection must not wait
@@ -181,7 +218,7 @@ impl Connection {
                     self.framing = Some(f);
                     f
                 }
-                None if self.peer_closed && self.input.is_empty() => return Step::Close(None),
+                None if self.peer_closed && !self.has_input() => return Step::Close(None),
                 // A short line without a line break, then end of file: a
                 // person's `printf 'help' | nc -N`.
                 None if self.peer_closed => {
@@ -198,11 +235,11 @@ impl Connection {
     }
 
     fn next_legacy(&mut self) -> Step {
-        let Some(frame) = legacy::take_frame(&self.input) else {
+        let Some(frame) = legacy::take_frame(self.pending()) else {
             if self.peer_closed {
                 return Step::Close(Some(format!(
                     "closed after {} of {FRAME_LEN} bytes of a legacy frame",
-                    self.input.len()
+                    self.pending().len()
                 )));
             }
             return Step::NeedMore;
@@ -213,11 +250,10 @@ impl Connection {
                 raw: frame.to_vec(),
             },
             Ok(LegacyRequest::Unknown(echo)) => {
-                let name = String::from_utf8_lossy(crate::storage::record::trim(&echo[..legacy::COMMAND_LEN]));
-                log::warn!(
-                    "legacy: unknown command '{}', echoed",
-                    name.chars().take(40).collect::<String>()
-                );
+                // Escaped: the name is the client's bytes, and must not put
+                // control characters into the log.
+                let name = crate::storage::record::trim(&echo[..legacy::COMMAND_LEN]).escape_ascii();
+                log::warn!("legacy: unknown command '{name}', echoed");
                 Step::Reply {
                     bytes: legacy::encode_echo(&echo),
                     close: true,
@@ -232,22 +268,27 @@ impl Connection {
             }
         };
         // One request per connection: whatever follows the frame is unused.
-        self.input.clear();
+        self.start = self.input.len();
         step
     }
 
     fn next_text(&mut self) -> Step {
         loop {
-            let line_end = self.input.iter().position(|&b| b == b'\n');
+            let pending = self.pending();
+            let line_end = pending.iter().position(|&b| b == b'\n');
             let line: Vec<u8> = match line_end {
                 Some(end) if end <= MAX_LINE + 1 => {
-                    let line = self.input[..end].to_vec();
-                    self.input.drain(..=end);
+                    let line = pending[..end].to_vec();
+                    self.start += end + 1;
                     line
                 }
                 Some(_) => return too_long(),
-                None if self.input.len() > MAX_LINE + 1 => return too_long(),
-                None if self.peer_closed && !self.input.is_empty() => std::mem::take(&mut self.input),
+                None if pending.len() > MAX_LINE + 1 => return too_long(),
+                None if self.peer_closed && !pending.is_empty() => {
+                    let line = pending.to_vec();
+                    self.start = self.input.len();
+                    line
+                }
                 None if self.peer_closed => return Step::Close(None),
                 None => return Step::NeedMore,
             };

@@ -35,6 +35,13 @@ const TICK: Duration = Duration::from_secs(1);
 pub(super) const RAFT_TICK: Duration = Duration::from_millis(100);
 /// How long to stop accepting after an accept error such as `EMFILE`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Replies a connection may get without a worker (errors, help) before the
+/// loop turns to other connections: one client streaming bad lines must not
+/// keep everyone else waiting.
+const INLINE_REPLIES_PER_TURN: usize = 32;
+/// How long a closed connection is read (and dropped) for the client to
+/// close its side.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Whatever a slab entry holds.
 pub(super) enum Endpoint {
@@ -64,6 +71,8 @@ pub struct EventLoop {
     pub(super) replica: Replica,
     pub(super) cluster: ClusterConfig,
     pub(super) repl: ReplicationState,
+    /// Connections that stopped for fairness and go on next turn.
+    again: Vec<Token>,
 }
 
 impl EventLoop {
@@ -114,6 +123,7 @@ impl EventLoop {
             replica,
             cluster,
             repl: ReplicationState::default(),
+            again: Vec::new(),
         })
     }
 
@@ -131,6 +141,12 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             let mut timeout = next_tick.min(next_raft_tick).saturating_duration_since(now);
+            // Work left from the last turn (a proposal made while answering
+            // an applied write, a connection stopped for fairness) must not
+            // wait for the next tick.
+            if !self.again.is_empty() || self.replica.has_ready() {
+                timeout = Duration::ZERO;
+            }
             if let Some(until) = self.accept_paused_until {
                 timeout = timeout.min(until.saturating_duration_since(now));
             }
@@ -139,6 +155,9 @@ impl EventLoop {
                     continue;
                 }
                 return Err(e.into());
+            }
+            for token in std::mem::take(&mut self.again) {
+                self.drive(token);
             }
             for event in events.iter() {
                 match event.token() {
@@ -168,11 +187,17 @@ impl EventLoop {
             Some(Endpoint::Listener(_)) => self.accept_all(),
             Some(Endpoint::PeerListener(_)) => self.accept_peers(token),
             Some(Endpoint::Peer(_)) => self.peer_event(token, event),
+            Some(Endpoint::Client(conn)) if conn.lingering.is_some() => {
+                let done = !matches!(conn.discard_input(), Ok(false));
+                if done {
+                    self.remove(token);
+                }
+            }
             Some(Endpoint::Client(conn)) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     if let Err(e) = conn.read_available() {
                         log::debug!("connection {}: read failed: {e}", conn.serial);
-                        self.close(token, None);
+                        self.remove(token);
                         return;
                     }
                 }
@@ -253,15 +278,19 @@ impl EventLoop {
     /// Moves a connection as far as it can go without blocking: write what
     /// is queued, then take the next request from its input.
     pub(super) fn drive(&mut self, token: Token) {
+        let mut inline_replies = 0;
         loop {
             let Some(conn) = self.client(token) else { return };
+            if conn.lingering.is_some() {
+                return;
+            }
             match conn.flush() {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
                     let serial = conn.serial;
                     log::debug!("connection {serial}: write failed: {e}");
-                    self.close(token, None);
+                    self.remove(token);
                     return;
                 }
             }
@@ -272,10 +301,14 @@ impl EventLoop {
             if conn.waiting {
                 return;
             }
+            if inline_replies >= INLINE_REPLIES_PER_TURN {
+                self.again.push(token);
+                return;
+            }
             if let Err(e) = conn.resume_reading() {
                 let serial = conn.serial;
                 log::debug!("connection {serial}: read failed: {e}");
-                self.close(token, None);
+                self.remove(token);
                 return;
             }
             match conn.next_step() {
@@ -292,7 +325,10 @@ impl EventLoop {
                     self.dispatch(pending, request, raw);
                     return;
                 }
-                Step::Reply { bytes, close } => conn.queue(&bytes, close),
+                Step::Reply { bytes, close } => {
+                    conn.queue(&bytes, close);
+                    inline_replies += 1;
+                }
                 Step::NeedMore => return,
                 Step::Close(reason) => {
                     self.close(token, reason);
@@ -329,13 +365,32 @@ impl EventLoop {
         self.drive(token);
     }
 
+    /// Ends a connection in order: its write side is shut (the reply is
+    /// already in the kernel's buffer) and it lingers until the client
+    /// closes, or at most [`LINGER`].
     pub(super) fn close(&mut self, token: Token, reason: Option<String>) {
-        if let Some(Endpoint::Client(conn)) = self.endpoints.get(token.0) {
-            if let Some(reason) = reason {
-                log::warn!("connection {}: {reason}", conn.serial);
-            }
-            // Dropping the stream closes it, which also takes it out of the
-            // poll set; the reply is already in the kernel's buffer.
+        let Some(conn) = self.client(token) else { return };
+        if let Some(reason) = reason {
+            log::warn!("connection {}: {reason}", conn.serial);
+        }
+        if conn.lingering.is_some() {
+            return;
+        }
+        if conn.peer_closed() || conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
+            self.remove(token);
+            return;
+        }
+        conn.lingering = Some(Instant::now());
+        // The client may have closed already, with no event left to say so.
+        if !matches!(conn.discard_input(), Ok(false)) {
+            self.remove(token);
+        }
+    }
+
+    /// Drops a connection at once (dropping the stream closes it, which
+    /// also takes it out of the poll set).
+    pub(super) fn remove(&mut self, token: Token) {
+        if let Some(Endpoint::Client(_)) = self.endpoints.get(token.0) {
             self.endpoints.remove(token.0);
             self.clients -= 1;
         }
@@ -349,6 +404,10 @@ impl EventLoop {
             .endpoints
             .iter()
             .filter_map(|(key, e)| match e {
+                Endpoint::Client(c) if c.lingering.is_some_and(|t| now.duration_since(t) >= LINGER) => {
+                    Some((key, String::new()))
+                }
+                Endpoint::Client(c) if c.lingering.is_some() => None,
                 Endpoint::Client(c) if !c.waiting => {
                     let quiet_for = now.duration_since(c.last_activity);
                     let reason = if c.has_output() && quiet_for >= partial {
@@ -368,7 +427,15 @@ impl EventLoop {
             })
             .collect();
         for (key, reason) in quiet {
-            self.close(Token(key), Some(reason));
+            if reason.is_empty() {
+                self.remove(Token(key));
+            } else {
+                // Said, then dropped: a quiet client gets no linger.
+                if let Some(c) = self.client(Token(key)) {
+                    log::warn!("connection {}: {reason}", c.serial);
+                }
+                self.remove(Token(key));
+            }
         }
     }
 }

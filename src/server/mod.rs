@@ -43,6 +43,38 @@ pub enum ServeError {
     Raft(#[from] crate::raft::node::RaftError),
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection
+/// is a descriptor, and the data files take some more. Warns when even the
+/// hard limit is below what `--max-connections` needs.
+fn raise_open_file_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    let needed = max_connections as u64 + 4200;
+    if lim.rlim_cur < needed {
+        log::warn!(
+            "open files are limited to {}; --max-connections {max_connections} needs about {needed} (raise LimitNOFILE / ulimit -n)",
+            lim.rlim_cur
+        );
+    }
+}
+
 /// Opens the data directory, binds the addresses, starts raft, and serves
 /// until the process ends.
 pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeError> {
@@ -62,6 +94,7 @@ pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeEr
     let _ = crate::protocol::text::local_timestamp();
     let workers = config.workers;
     let data_dir = config.data_dir.clone();
+    raise_open_file_limit(config.max_connections);
     let rm = cluster.id;
     let size = cluster.rms.len();
     let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied)?;

@@ -15,8 +15,9 @@ use super::record::Username;
 #[derive(Debug, Default)]
 pub struct Catalog {
     by_name: HashMap<Vec<u8>, u32>,
-    /// Free-slot digit of each row, as the fids file holds it.
-    fids: Vec<u8>,
+    /// Free-slot digit of each row, as the fids file holds it (`None`
+    /// where it holds no digit).
+    fids: Vec<Option<u8>>,
     /// Bit `s` of row `r` set when slot `s` of `u_r.txt` holds a user.
     occupied: Vec<u16>,
 }
@@ -84,7 +85,7 @@ impl Catalog {
     }
 
     /// Sets the fids digits read from disk (missing rows are derived).
-    pub fn set_fids(&mut self, digits: Vec<u8>) {
+    pub fn set_fids(&mut self, digits: Vec<Option<u8>>) {
         self.fids = digits;
     }
 
@@ -92,8 +93,8 @@ impl Catalog {
     /// it, else the number of blank slots.
     pub fn fids_digit(&self, row: u32) -> u8 {
         match self.fids.get(row as usize) {
-            Some(&d) => d,
-            None => {
+            Some(&Some(d)) => d,
+            _ => {
                 let bits = self.occupied.get(row as usize).copied().unwrap_or(0);
                 (SLOTS_PER_ROW - bits.count_ones()) as u8
             }
@@ -130,9 +131,11 @@ impl Catalog {
         self.insert(name, placement.id);
         let row = (placement.id / SLOTS_PER_ROW) as usize;
         if self.fids.len() <= row {
-            let derived: Vec<u8> = (self.fids.len()..=row).map(|r| self.fids_digit(r as u32)).collect();
+            let derived: Vec<Option<u8>> = (self.fids.len()..=row)
+                .map(|r| Some(self.fids_digit(r as u32)))
+                .collect();
             self.fids.extend(derived);
         }
-        self.fids[row] = placement.free_after;
+        self.fids[row] = Some(placement.free_after);
     }
 }

@@ -175,17 +175,47 @@ impl DataFiles {
         self.shard(file).contains_key(&file) || file.path(&self.root).exists()
     }
 
-    /// Applies a write set: creates, then writes, in order.
+    /// The file's length, if it exists.
+    pub fn len(&self, file: FileId) -> io::Result<Option<u64>> {
+        if let Some(h) = self.shard(file).get(&file) {
+            return h.metadata().map(|m| Some(m.len()));
+        }
+        match std::fs::metadata(file.path(&self.root)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the file exists at its full length. A shorter one (left by a
+    /// full disk or a crash mid-create) must be completed before use, or
+    /// writes at their offsets would leave holes of NUL bytes.
+    pub fn is_whole(&self, file: FileId) -> io::Result<bool> {
+        let len = self.len(file)?;
+        Ok(match (len, file.expected_len()) {
+            (Some(len), Some(expected)) => len >= expected,
+            (Some(len), None) => len > 0,
+            (None, _) => false,
+        })
+    }
+
+    /// Applies a write set: creates, then writes, in order. A "create" of
+    /// a file that exists never truncates it: a file shorter than its
+    /// initial contents gets only their missing tail, so whatever it holds
+    /// is kept and its length becomes whole.
     pub fn commit(&self, set: &WriteSet) -> io::Result<()> {
         for (file, bytes) in &set.creates {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false)
                 .mode(FILE_MODE)
                 .open(file.path(&self.root))?;
-            f.write_all_at(bytes, 0)?;
+            let len = f.metadata()?.len() as usize;
+            if len < bytes.len() {
+                f.write_all_at(&bytes[len..], len as u64)?;
+            }
             self.remember(*file, Arc::new(f));
         }
         for w in &set.writes {

@@ -87,9 +87,17 @@ impl Store {
         let files = DataFiles::new(root);
         let mut catalog = Catalog::default();
         let mut records = Vec::new();
-        let mut row = 0;
-        while let Some(bytes) = files.read_all(FileId::Users(row))? {
+        for row in user_file_rows(root)? {
+            let Some(bytes) = files.read_all(FileId::Users(row))? else {
+                continue;
+            };
             catalog.ensure_rows(row + 1);
+            if bytes.len() < USER_LINE * layout::SLOTS_PER_ROW as usize {
+                log::warn!(
+                    "users/u_{row}.txt is {} bytes, not 2600: its missing end will be completed blank",
+                    bytes.len()
+                );
+            }
             for (slot, line) in bytes.chunks(USER_LINE).enumerate().take(layout::SLOTS_PER_ROW as usize) {
                 let id = row * layout::SLOTS_PER_ROW + slot as u32;
                 match UserRecord::decode(line) {
@@ -109,13 +117,17 @@ impl Store {
                     Err(e) => log::warn!("user file row {row} slot {slot}: unreadable record ({e}); slot left alone"),
                 }
             }
-            row += 1;
+        }
+        for row in 0..catalog.rows() {
+            if !files.exists(FileId::Users(row)) {
+                log::warn!("users/u_{row}.txt is missing: row {row} is served as empty");
+            }
         }
         if let Some(fids) = files.read_all(FileId::Fids)? {
             let digits = fids
                 .chunks(2)
                 .take(catalog.rows() as usize)
-                .filter_map(|pair| pair.first().filter(|d| d.is_ascii_digit()).map(|d| d - b'0'))
+                .map(|pair| pair.first().filter(|d| d.is_ascii_digit()).map(|d| d - b'0'))
                 .collect();
             catalog.set_fids(digits);
         }
@@ -263,6 +275,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The rows of every `users/u_R.txt` present, ascending (a missing file
+/// does not hide the ones after it).
+fn user_file_rows(root: &Path) -> std::io::Result<Vec<u32>> {
+    let mut rows: Vec<u32> = std::fs::read_dir(root.join("users"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            name.strip_prefix("u_")?.strip_suffix(".txt")?.parse().ok()
+        })
+        .collect();
+    rows.sort_unstable();
+    Ok(rows)
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {

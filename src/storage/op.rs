@@ -114,13 +114,38 @@ impl Store {
         let _held = self.locks.acquire(Mode::Write, &[FileId::Fids, FileId::Users(row)]);
         let mut set = WriteSet::default();
         let digit = b'0' + placement.free_after;
-        if placement.new_row {
+        if placement.new_row || !self.files.is_whole(FileId::Users(row))? {
             set.create_blank(FileId::Users(row));
-            if row == 0 {
-                // The old server's quirk (reference §2): the new fids file
-                // is written as "10\n", then its first two bytes become "9\n".
-                set.create_with(FileId::Fids, b"10\n".to_vec());
+        }
+        let fids_len = self.files.len(FileId::Fids)?.unwrap_or(0);
+        if placement.new_row && row == 0 && fids_len == 0 {
+            // The old server's quirk (reference §2): the new fids file is
+            // written as "10\n", then its first two bytes become "9\n".
+            set.create_with(FileId::Fids, b"10\n".to_vec());
+            set.write(FileId::Fids, fids_offset(row), vec![digit, b'\n']);
+        } else if fids_len < fids_offset(row) + u64::from(!placement.new_row) {
+            // The fids file is missing or too short for this row (lost, or
+            // rows missing from the directory): write it whole, from the
+            // user files, rather than leave NUL-filled holes.
+            let rows = catalog.rows().max(row + 1);
+            let mut fids: Vec<u8> = (0..rows)
+                .flat_map(|r| {
+                    [
+                        b'0' + if r == row {
+                            placement.free_after
+                        } else {
+                            catalog.fids_digit(r)
+                        },
+                        b'\n',
+                    ]
+                })
+                .collect();
+            if rows == 1 {
+                fids.push(b'\n');
             }
+            set.create_with(FileId::Fids, Vec::new());
+            set.write(FileId::Fids, 0, fids);
+        } else if placement.new_row {
             set.write(FileId::Fids, fids_offset(row), vec![digit, b'\n']);
         } else {
             set.write(FileId::Fids, fids_offset(row), vec![digit]);
@@ -259,7 +284,7 @@ impl Store {
             None => last.map_or(0, |l| l + 1),
         };
         let (file, _) = list_place(kind, owner, index);
-        if !self.files.exists(file) && !set.creates_file(file) {
+        if !self.files.is_whole(file)? && !set.creates_file(file) {
             set.create_blank(file);
         }
         Ok(index)
@@ -272,7 +297,7 @@ impl Store {
         let (file, offset) = woot_place(id, user.woots);
         let _woots = self.locks.acquire(Mode::Write, &[file]);
         let mut set = WriteSet::default();
-        if !self.files.exists(file) {
+        if !self.files.is_whole(file)? {
             set.create_blank(file);
         }
         set.write(file, offset, woot.as_bytes().to_vec());

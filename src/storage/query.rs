@@ -10,6 +10,10 @@ use super::locks::Mode;
 use super::record::{Username, Woot};
 use super::{Answer, Store, StoreError};
 
+/// Most ids or woots one reply holds, whatever `n` asks: bounds the memory
+/// and the worker time one request can take (10,000 woots are 1.24 MB).
+pub const MAX_LIST_ITEMS: u32 = 10_000;
+
 /// Which end of a user's woots a list starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WootOrder {
@@ -89,7 +93,7 @@ impl Store {
                     ListKind::Followers => user.followers,
                     ListKind::Followees => user.followees,
                 };
-                let want = (*n).min(count) as usize;
+                let want = (*n).min(count).min(MAX_LIST_ITEMS) as usize;
                 let mut ids = Vec::with_capacity(want);
                 if want > 0 {
                     self.walk_list(*kind, id, true, |e| {
@@ -102,7 +106,7 @@ impl Store {
             Query::LoadWoots { username, n, order } => {
                 let id = self.lookup(username)?;
                 let user = self.load_known_user(id)?;
-                let take = (*n).min(user.woots);
+                let take = (*n).min(user.woots).min(MAX_LIST_ITEMS);
                 let range = match order {
                     WootOrder::NewestFirst => user.woots - take..user.woots,
                     WootOrder::OldestFirst => 0..take,

@@ -173,7 +173,7 @@ impl Profile {
         let password = sanitize(password);
         let name = sanitize(name);
         let email = sanitize(email);
-        if password.is_empty() {
+        if trim(&password).is_empty() {
             return Err(RecordError::Empty("password"));
         }
         check_len("password", &password, width::PASSWORD)?;
@@ -364,8 +364,12 @@ impl Woot {
                 max: width::WOOT_TIME,
             });
         }
+        let text = sanitize(text);
+        if trim(&text).is_empty() {
+            return Err(RecordError::Empty("woot"));
+        }
         let mut out = Vec::with_capacity(WOOT_LEN);
-        left(&mut out, &sanitize(text), width::WOOT_TEXT);
+        left(&mut out, &text, width::WOOT_TEXT);
         out.push(b' ');
         left(&mut out, &sanitize(timestamp), width::WOOT_TIME);
         out.push(b' ');
@@ -431,6 +435,11 @@ mod tests {
         assert!(Profile::new(b"pw", b"n", b"1000", b"e").is_err());
         assert!(Profile::new(b"pw", b"n", b"1x", b"e").is_err());
         assert!(Woot::new(&[b'x'; 101], b"t").is_err());
+        assert!(Woot::new(b"\r\0\n ", b"t").is_err(), "blank after cleaning");
+        assert!(
+            Profile::new(b"\0\0", b"n", b"1", b"e").is_err(),
+            "blank password after cleaning"
+        );
     }
 
     #[test]
