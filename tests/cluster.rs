@@ -52,6 +52,9 @@ impl Cluster {
             self.peers.clone(),
             "--data-dir".into(),
             self.dirs[k - 1].display().to_string(),
+            "--leader-wait".into(),
+            "2".into(),
+            "--enable-test-partition".into(),
         ];
         self.rms[k - 1] = Some(Server::spawn(&args));
     }
@@ -339,4 +342,113 @@ fn a_single_rm_killed_mid_load_keeps_every_acknowledged_write() {
     }
     drop(server);
     check_clean(&data);
+}
+
+#[test]
+fn a_partitioned_minority_never_acknowledges_and_all_converge_after_healing() {
+    let cluster = Cluster::start(3, "partition");
+    let old = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    let others: Vec<usize> = (1..=3).filter(|k| *k != old).collect();
+    let r = text(cluster.rm(old), "create_new_user parted01 password1 30 p@x.org Part Ed");
+    assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    // Cut the leader off from both others, both ways.
+    let ids = |ks: &[usize]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",");
+    assert_eq!(
+        text(cluster.rm(old), &format!("test_partition {}", ids(&others))),
+        ["OK"]
+    );
+    for k in &others {
+        assert_eq!(text(cluster.rm(*k), &format!("test_partition {old}")), ["OK"]);
+    }
+    // The minority side never acknowledges a write.
+    let minority = text_at(
+        cluster.rm(old).addr,
+        "write_woot parted01 [2026-01-01 -> 9:00:00] minority",
+    );
+    assert_ne!(
+        minority.as_ref().and_then(|r| r.last()).map(String::as_str),
+        Some("OK"),
+        "{minority:?}"
+    );
+    // The majority elects a leader and keeps serving.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut majority_ok = 0;
+    while Instant::now() < deadline && majority_ok < 5 {
+        let r = text_at(
+            cluster.rm(others[0]).addr,
+            &format!("write_woot parted01 [2026-01-01 -> 9:00:00] majority {majority_ok}"),
+        );
+        if r.and_then(|r| r.last().cloned()).as_deref() == Some("OK") {
+            majority_ok += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(majority_ok, 5, "the majority did not serve writes");
+    // Heal: everyone converges on the majority's history.
+    for k in 1..=3 {
+        assert_eq!(text(cluster.rm(k), "test_partition"), ["OK"]);
+    }
+    let dirs: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
+    assert!(
+        converged(&dirs, Duration::from_secs(15)),
+        "RMs did not converge after healing"
+    );
+    let found = woots(cluster.rm(old).addr, "parted01");
+    assert!(
+        !found.iter().any(|w| w == "minority"),
+        "an unacknowledged minority write was applied: {found:?}"
+    );
+    for i in 0..5 {
+        assert!(
+            found.contains(&format!("majority {i}")),
+            "majority write {i} missing: {found:?}"
+        );
+    }
+    for d in &dirs {
+        check_clean(d);
+    }
+}
+
+#[test]
+fn an_rm_killed_at_random_moments_under_load_catches_up_each_time() {
+    let mut cluster = Cluster::start(3, "randomkill");
+    let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    // The victim is a follower, and the writer talks to the leader, so the
+    // load goes on while the victim dies and comes back.
+    let victim = leader % 3 + 1;
+    let addr = cluster.rm(leader).addr;
+    let r = text(
+        cluster.rm(leader),
+        "create_new_user victim01 password1 30 v@x.org Vic Tim",
+    );
+    assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || writer(addr, "victim01".into(), "k".into(), stop))
+    };
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(50 + seed % 250));
+        cluster.kill(victim);
+        std::thread::sleep(Duration::from_millis(seed % 100));
+        cluster.restart(victim);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (acked, _) = handle.join().expect("writer");
+    assert!(acked.len() > 10, "too few writes acknowledged: {}", acked.len());
+    let dirs: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
+    assert!(converged(&dirs, Duration::from_secs(15)), "the victim did not catch up");
+    for k in 1..=3 {
+        let found = woots(cluster.rm(k).addr, "victim01");
+        assert_each_acked_once(&found, "k", &acked, &format!("RM {k}"));
+    }
+    for d in &dirs {
+        check_clean(d);
+    }
 }

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Seconds a request waits for a leader before it is refused.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub leader_wait: u64,
+    /// For tests: obey the text command `test_partition ID,...`, which drops
+    /// RM traffic with those RMs. Never set it in production.
+    #[arg(long, hide = true)]
+    pub enable_test_partition: bool,
     /// Worker threads for file work, 1 to 256 [default: twice the cores, 2 to 16].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
@@ -154,6 +158,7 @@ impl ServeArgs {
     pub fn config(&self, listen: SocketAddr, data_dir: PathBuf) -> ServerConfig {
         let mut config = ServerConfig::new(listen, data_dir);
         config.stale_reads = self.stale_reads;
+        config.test_partition = self.enable_test_partition;
         config.leader_wait = std::time::Duration::from_secs(self.leader_wait);
         config.workers = self.workers.map_or_else(default_workers, usize::from);
         config.max_connections = self.max_connections as usize;

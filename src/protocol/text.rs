@@ -27,6 +27,10 @@ pub enum TextCommand {
     Quit,
     /// A blank line: nothing to do, nothing to answer.
     Nothing,
+    /// `test_partition [ID,...]`: drop all RM traffic with these RMs (none:
+    /// heal). Only an RM started with `--enable-test-partition` obeys; it is
+    /// how the tests cut a cluster in two. Not listed by `help`.
+    TestPartition(Vec<u64>),
 }
 
 /// Why a line was refused: becomes `ERR <kind> <message>`.
@@ -194,6 +198,16 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
     let Ok((input, name)) = word(line) else {
         return Ok(TextCommand::Nothing);
     };
+    if name == b"test_partition" {
+        let ids: Option<Vec<u64>> = trim(input)
+            .split(|&b| b == b',')
+            .filter(|p| !trim(p).is_empty())
+            .map(|p| std::str::from_utf8(trim(p)).ok()?.parse().ok())
+            .collect();
+        return ids
+            .map(TextCommand::TestPartition)
+            .ok_or(TextError::Usage("test_partition [ID,ID,...]"));
+    }
     let Some(&(command, _, _)) = COMMANDS.iter().find(|(c, _, _)| c.as_bytes() == name) else {
         return Err(TextError::UnknownCommand(
             String::from_utf8_lossy(&name[..name.len().min(40)]).into_owned(),

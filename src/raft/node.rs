@@ -281,6 +281,41 @@ impl Replica {
         self.raw.has_ready()
     }
 
+    /// Drops from memory the log entries no RM can still need: everything
+    /// before what this RM has applied and (on a leader) every follower has
+    /// matched. Without it the in-memory log grows with every write.
+    /// Followers keep theirs (one may become leader and need them), and the
+    /// log file on disk is not shortened: both wait for snapshots.
+    pub fn compact(&mut self) {
+        let single = self.raw.raft.prs().iter().count() == 1;
+        let bound = if single {
+            self.applied
+        } else if self.is_leader() {
+            self.raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(_, p)| p.matched)
+                .min()
+                .unwrap_or(0)
+                .min(self.applied)
+        } else {
+            return;
+        };
+        // One entry more is kept, so the term before the first entry is
+        // always known.
+        let to = bound.saturating_sub(1);
+        use raft::Storage as _;
+        let store = self.raw.mut_store();
+        // Read before the write lock is taken: first_index takes the read lock.
+        let first = store.first_index().unwrap_or(u64::MAX);
+        if to > first {
+            if let Err(e) = store.wl().compact(to) {
+                log::warn!("raft log compaction to {to} failed: {e}");
+            }
+        }
+    }
+
     /// Advances raft's clock by one tick.
     pub fn tick(&mut self) {
         self.raw.tick();

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub stale_reads: bool,
     /// How long a request waits for a leader before it is refused.
     pub leader_wait: Duration,
+    /// Obey the text command `test_partition` (for tests only).
+    pub test_partition: bool,
 }
 
 impl ServerConfig {
@@ -50,6 +52,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             stale_reads: false,
             leader_wait: Duration::from_secs(5),
+            test_partition: false,
         }
     }
 }

@@ -176,6 +176,7 @@ impl EventLoop {
             }
             self.drive_raft()?;
             if Instant::now() >= next_tick {
+                self.replica.compact();
                 self.close_quiet_connections();
                 next_tick = Instant::now() + TICK;
             }
@@ -330,6 +331,13 @@ impl EventLoop {
                     inline_replies += 1;
                 }
                 Step::NeedMore => return,
+                Step::TestPartition(ids) => {
+                    let reply = self.test_partition(ids);
+                    if let Some(conn) = self.client(token) {
+                        conn.queue(&reply, false);
+                    }
+                    inline_replies += 1;
+                }
                 Step::Close(reason) => {
                     self.close(token, reason);
                     return;

@@ -65,6 +65,8 @@ pub struct ReplicationState {
     /// Outbound link of each peer, and when to dial again if none.
     outbound: HashMap<u64, Token>,
     redial_at: HashMap<u64, Instant>,
+    /// RMs whose traffic is dropped (the test-only partition switch).
+    blocked: std::collections::HashSet<u64>,
 }
 
 /// The reply to a request that could not reach a leader in time.
@@ -84,6 +86,24 @@ fn unavailable(framing: Framing) -> Vec<u8> {
 }
 
 impl EventLoop {
+    /// The test-only partition switch: from now on, drop all RM traffic
+    /// with `ids` (an empty list heals). Refused unless enabled.
+    pub(super) fn test_partition(&mut self, ids: Vec<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.config.test_partition {
+            text::encode_error(
+                &mut out,
+                "unknown_command",
+                "unknown command 'test_partition'; type help for the list",
+            );
+            return out;
+        }
+        log::warn!("test partition: dropping RM traffic with {ids:?}");
+        self.repl.blocked = ids.into_iter().collect();
+        out.extend_from_slice(b"OK\n");
+        out
+    }
+
     /// Routes a parsed request from a client or a peer.
     pub(super) fn dispatch(&mut self, pending: Pending, request: Request, raw: Vec<u8>) {
         let from_peer = matches!(pending.origin, Origin::Peer { .. });
@@ -378,6 +398,9 @@ impl EventLoop {
                 }
             };
         };
+        if self.repl.blocked.contains(&from) {
+            return true; // partitioned: as if it never arrived
+        }
         match frame {
             PeerFrame::Hello { .. } => false,
             PeerFrame::Raft(bytes) => match Message::parse_from_bytes(&bytes) {
