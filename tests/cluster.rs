@@ -13,6 +13,14 @@ use common::*;
 
 static NEXT_CLUSTER: AtomicU16 = AtomicU16::new(0);
 
+/// Cluster tests run one at a time: three RMs each on a two-core machine
+/// are enough load; two clusters at once would measure the machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A cluster of `n` RMs on loopback ports chosen for this test process.
 struct Cluster {
     rms: Vec<Option<Server>>,
@@ -144,6 +152,7 @@ fn check_clean(dir: &Path) {
 
 #[test]
 fn writes_through_every_rm_leave_identical_data_directories() {
+    let _serial = serial();
     let cluster = Cluster::start(3, "identical");
     assert!(cluster.leader(Duration::from_secs(10)).is_some(), "no leader elected");
     for k in 1..=3 {
@@ -242,6 +251,7 @@ fn assert_each_acked_once(found: &[String], prefix: &str, acked: &[u32], rm: &st
 
 #[test]
 fn killing_the_leader_loses_no_acknowledged_write() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, "failover");
     let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
     let survivor = leader % 3 + 1;
@@ -309,6 +319,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
 
 #[test]
 fn a_single_rm_killed_mid_load_keeps_every_acknowledged_write() {
+    let _serial = serial();
     let dir = TempDir::new("single-kill");
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &[]);
@@ -346,6 +357,7 @@ fn a_single_rm_killed_mid_load_keeps_every_acknowledged_write() {
 
 #[test]
 fn a_partitioned_minority_never_acknowledges_and_all_converge_after_healing() {
+    let _serial = serial();
     let cluster = Cluster::start(3, "partition");
     let old = cluster.leader(Duration::from_secs(10)).expect("a leader");
     let others: Vec<usize> = (1..=3).filter(|k| *k != old).collect();
@@ -412,6 +424,7 @@ fn a_partitioned_minority_never_acknowledges_and_all_converge_after_healing() {
 
 #[test]
 fn an_rm_killed_at_random_moments_under_load_catches_up_each_time() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, "randomkill");
     let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
     // The victim is a follower, and the writer talks to the leader, so the
@@ -443,7 +456,17 @@ fn an_rm_killed_at_random_moments_under_load_catches_up_each_time() {
     let (acked, _) = handle.join().expect("writer");
     assert!(acked.len() > 10, "too few writes acknowledged: {}", acked.len());
     let dirs: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
-    assert!(converged(&dirs, Duration::from_secs(15)), "the victim did not catch up");
+    if !converged(&dirs, Duration::from_secs(15)) {
+        let logs: Vec<String> = (1..=3)
+            .map(|k| format!("--- RM {k}:\n{}", cluster.rm(k).log()))
+            .collect();
+        let tail: String = logs
+            .iter()
+            .map(|l| l.lines().rev().take(25).collect::<Vec<_>>().join("\n"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("the victim did not catch up; last log lines (newest first):\n{tail}");
+    }
     for k in 1..=3 {
         let found = woots(cluster.rm(k).addr, "victim01");
         assert_each_acked_once(&found, "k", &acked, &format!("RM {k}"));

@@ -30,10 +30,11 @@ use thiserror::Error;
 use super::wal::Wal;
 use crate::storage::{Answer, Op, Store, StoreError};
 
-/// Raft ticks per election timeout (at the loop's 100 ms tick: 1 to 2 s).
-pub const ELECTION_TICKS: usize = 10;
-/// Raft ticks per heartbeat.
-pub const HEARTBEAT_TICKS: usize = 2;
+/// Raft ticks per election timeout (at the loop's 100 ms tick: 0.8 to 1.6 s,
+/// raft randomising it up to twice this).
+pub const ELECTION_TICKS: usize = 8;
+/// Raft ticks per heartbeat (100 ms).
+pub const HEARTBEAT_TICKS: usize = 1;
 
 /// Where an RM is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,11 +194,24 @@ impl Replica {
                 wl.set_hardstate(hs);
             }
         }
-        let (last_index, commit) = {
+        let (last_index, mut hard_state) = {
             use raft::Storage as _;
-            (storage.last_index()?, storage.initial_state()?.hard_state.commit)
+            (storage.last_index()?, storage.initial_state()?.hard_state)
         };
-        let applied = applied.min(commit).min(last_index);
+        // The store may have applied entries beyond the commit index the
+        // log's hard state records: the hard state is synced after the
+        // entries are applied. Everything applied was committed, so the
+        // commit index is raised to it; otherwise raft would hand those
+        // entries out again and they would be applied twice.
+        let applied = applied.min(last_index);
+        if hard_state.commit < applied {
+            log::info!(
+                "raft: commit index raised from {} to the applied index {applied}",
+                hard_state.commit
+            );
+            hard_state.commit = applied;
+            storage.wl().set_hardstate(hard_state);
+        }
         let raft_config = Config {
             id: config.id,
             election_tick: ELECTION_TICKS,

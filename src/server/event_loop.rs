@@ -388,11 +388,9 @@ impl EventLoop {
             self.remove(token);
             return;
         }
+        // The client's end of file (or anything it still sends) arrives as
+        // a new readable event, which removes the connection.
         conn.lingering = Some(Instant::now());
-        // The client may have closed already, with no event left to say so.
-        if !matches!(conn.discard_input(), Ok(false)) {
-            self.remove(token);
-        }
     }
 
     /// Drops a connection at once (dropping the stream closes it, which

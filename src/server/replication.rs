@@ -253,9 +253,23 @@ impl EventLoop {
         self.dial_peers();
     }
 
-    /// Dials every peer without an outbound link whose redial time came.
+    /// Dials every peer without an outbound link whose redial time came,
+    /// after dropping dials that did not connect within a second.
     pub(super) fn dial_peers(&mut self) {
         let now = Instant::now();
+        let stuck: Vec<Token> = self
+            .repl
+            .outbound
+            .values()
+            .copied()
+            .filter(|t| {
+                matches!(self.endpoints.get(t.0), Some(Endpoint::Peer(l))
+                    if !l.connected && now.duration_since(l.since) > Duration::from_secs(1))
+            })
+            .collect();
+        for token in stuck {
+            self.drop_peer(token, "dial did not connect within 1 s");
+        }
         let peers: Vec<(u64, std::net::SocketAddr)> = self
             .cluster
             .rms
@@ -345,11 +359,16 @@ impl EventLoop {
                 self.drop_peer(token, "dial failed");
                 return;
             }
+            if let Ok(Some(e)) | Err(e) = link.stream.take_error() {
+                self.drop_peer(token, &format!("dial failed: {e}"));
+                return;
+            }
             if event.is_writable() {
                 match link.stream.peer_addr() {
                     Ok(_) => {
                         link.connected = true;
                         let _ = link.stream.set_nodelay(true);
+                        log::info!("RM link to RM {} is up", link.rm_id.unwrap_or(0));
                     }
                     Err(_) => return,
                 }

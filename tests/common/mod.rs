@@ -70,7 +70,10 @@ impl Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WOOTER_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
