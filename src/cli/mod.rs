@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// link port is that port + 1000), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// A file listing every RM as ID=IP:PORT, one per line (like --peers;
+    /// blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["peers", "rms"])]
+    pub cluster: Option<PathBuf>,
     /// Let followers answer reads from their own data (may be a moment old)
     /// instead of asking the leader.
     #[arg(long)]
@@ -109,7 +113,17 @@ impl ServeArgs {
     /// The cluster these options describe: one RM (id 1) without `--id`.
     pub fn cluster(&self) -> Result<(ClusterConfig, SocketAddr, PathBuf), String> {
         let mut rms = BTreeMap::new();
-        let id = match (self.id, self.rms, self.peers.is_empty()) {
+        let mut peers = self.peers.clone();
+        if let Some(file) = &self.cluster {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("--cluster {}: {e}", file.display()))?;
+            peers.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        let id = match (self.id, self.rms, peers.is_empty()) {
             (None, None, true) => {
                 let listen = self
                     .listen
@@ -125,7 +139,7 @@ impl ServeArgs {
                 id
             }
             (Some(id), None, false) => {
-                for p in &self.peers {
+                for p in &peers {
                     let (k, addr) = p
                         .split_once('=')
                         .ok_or_else(|| format!("--peers: '{p}' is not ID=IP:PORT"))?;
@@ -135,8 +149,8 @@ impl ServeArgs {
                 }
                 id
             }
-            (None, _, _) => return Err("--rms and --peers need --id".to_string()),
-            (Some(_), None, true) => return Err("--id needs --rms N or --peers".to_string()),
+            (None, _, _) => return Err("--rms, --peers and --cluster need --id".to_string()),
+            (Some(_), None, true) => return Err("--id needs --rms N, --peers or --cluster".to_string()),
         };
         let me = rms
             .get(&id)
