@@ -8,7 +8,8 @@
 //! - [`raft`]: consensus among RMs: the raft node, its log, its helpers;
 //! - [`server`]: the event loop, connections, RM links and worker pool;
 //! - [`bench`]: the load generator behind `wooter bench`;
-//! - [`cli`]: the `wooter` command line.
+//! - [`cli`]: the `wooter` command line;
+//! - [`wake_queue`]: how helper threads hand results to the event loop.
 
 pub mod bench;
 pub mod cli;
@@ -17,3 +18,4 @@ pub mod protocol;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod wake_queue;

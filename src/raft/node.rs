@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
@@ -29,6 +29,7 @@ use thiserror::Error;
 
 use super::wal::Wal;
 use crate::storage::{Answer, Op, Store, StoreError};
+use crate::wake_queue::WakeQueue;
 
 /// Raft ticks per election timeout (at the loop's 100 ms tick: 0.8 to 1.6 s,
 /// raft randomising it up to twice this).
@@ -117,25 +118,12 @@ pub struct Replica {
     id: u64,
     persist: Sender<PersistJob>,
     apply: Sender<Vec<Entry>>,
-    events: Arc<Mutex<Vec<Event>>>,
+    events: Arc<WakeQueue<Event>>,
     /// Messages waiting for the `Ready` they belong to to be durable.
     held: VecDeque<(u64, Vec<Message>)>,
     /// Highest index the applier has applied.
     applied: u64,
     next_id: u64,
-}
-
-fn push_event(events: &Mutex<Vec<Event>>, waker: &Waker, event: Event) {
-    let first = {
-        let mut q = events.lock().unwrap_or_else(|e| e.into_inner());
-        q.push(event);
-        q.len() == 1
-    };
-    if first {
-        if let Err(e) = waker.wake() {
-            log::error!("cannot wake the event loop: {e}");
-        }
-    }
 }
 
 /// Encodes a proposal's context: proposer id and proposal number.
@@ -229,20 +217,20 @@ impl Replica {
             // A one-member cluster need not wait out an election timeout.
             raw.campaign()?;
         }
-        let events = Arc::new(Mutex::new(Vec::new()));
+        let events = Arc::new(WakeQueue::new(waker));
         let (persist, persist_rx) = crossbeam_channel::unbounded();
         let (apply, apply_rx) = crossbeam_channel::unbounded();
         {
-            let (events, waker) = (events.clone(), waker.clone());
+            let events = events.clone();
             std::thread::Builder::new()
                 .name("wooter-persist".into())
-                .spawn(move || persister(wal, persist_rx, &events, &waker))?;
+                .spawn(move || persister(wal, persist_rx, &events))?;
         }
         {
-            let (events, waker) = (events.clone(), waker);
+            let events = events.clone();
             std::thread::Builder::new()
                 .name("wooter-apply".into())
-                .spawn(move || applier(&store, apply_rx, &events, &waker))?;
+                .spawn(move || applier(&store, apply_rx, &events))?;
         }
         Ok(Replica {
             raw,
@@ -366,7 +354,7 @@ impl Replica {
     /// Takes the helpers' reports and handles every pending `Ready`.
     pub fn poll(&mut self) -> Result<Output, RaftError> {
         let mut out = Output::default();
-        let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()));
+        let events = self.events.take();
         for event in events {
             match event {
                 Event::Persisted(number) => {
@@ -448,7 +436,7 @@ impl Replica {
     }
 }
 
-fn persister(mut wal: Wal, jobs: Receiver<PersistJob>, events: &Mutex<Vec<Event>>, waker: &Waker) {
+fn persister(mut wal: Wal, jobs: Receiver<PersistJob>, events: &WakeQueue<Event>) {
     while let Ok(first) = jobs.recv() {
         // Group commit: everything queued meanwhile goes in the same sync.
         let mut number = first.number;
@@ -462,17 +450,17 @@ fn persister(mut wal: Wal, jobs: Receiver<PersistJob>, events: &Mutex<Vec<Event>
             }
         }
         match wal.persist(&entries, hard_state.as_ref()) {
-            Ok(()) => push_event(events, waker, Event::Persisted(number)),
+            Ok(()) => events.push(Event::Persisted(number)),
             Err(e) => {
                 log::error!("raft log write failed: {e}; this RM stops taking part");
-                push_event(events, waker, Event::Failed(RaftError::Log(e)));
+                events.push(Event::Failed(RaftError::Log(e)));
                 return;
             }
         }
     }
 }
 
-fn applier(store: &Store, batches: Receiver<Vec<Entry>>, events: &Mutex<Vec<Event>>, waker: &Waker) {
+fn applier(store: &Store, batches: Receiver<Vec<Entry>>, events: &WakeQueue<Event>) {
     while let Ok(batch) = batches.recv() {
         let mut applied = Vec::with_capacity(batch.len());
         for entry in batch {
@@ -498,14 +486,10 @@ fn applier(store: &Store, batches: Receiver<Vec<Entry>>, events: &Mutex<Vec<Even
             };
             if let Err(StoreError::Io(e)) = result {
                 log::error!("applying log entry {index} failed: {e}; this RM stops taking part");
-                push_event(
-                    events,
-                    waker,
-                    Event::Failed(RaftError::Apply {
-                        index,
-                        source: StoreError::Io(e),
-                    }),
-                );
+                events.push(Event::Failed(RaftError::Apply {
+                    index,
+                    source: StoreError::Io(e),
+                }));
                 return;
             }
             applied.push(Applied {
@@ -514,6 +498,6 @@ fn applier(store: &Store, batches: Receiver<Vec<Entry>>, events: &Mutex<Vec<Even
                 result: Some(result),
             });
         }
-        push_event(events, waker, Event::Applied(applied));
+        events.push(Event::Applied(applied));
     }
 }

@@ -6,7 +6,7 @@
 //! its `mio::Waker`. The loop itself never touches the disk.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
@@ -16,6 +16,7 @@ use mio::{Token, Waker};
 use crate::command::Request;
 use crate::protocol::{legacy, text, Framing};
 use crate::storage::{Store, StoreError};
+use crate::wake_queue::WakeQueue;
 
 /// Whom a reply goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub struct Completion {
 /// Worker threads sharing one job queue.
 pub struct WorkerPool {
     jobs: Option<Sender<Job>>,
-    done: Arc<Mutex<Vec<Completion>>>,
+    done: Arc<WakeQueue<Completion>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -65,14 +66,14 @@ impl WorkerPool {
     /// Starts `n` workers on `store`; each finished job wakes `waker`.
     pub fn start(n: usize, store: Arc<Store>, waker: Arc<Waker>) -> std::io::Result<WorkerPool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let done = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(WakeQueue::new(waker));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
-            let (rx, done, store, waker) = (rx.clone(), done.clone(), store.clone(), waker.clone());
+            let (rx, done, store) = (rx.clone(), done.clone(), store.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("wooter-worker-{i}"))
-                    .spawn(move || work(&rx, &done, &store, &waker))?,
+                    .spawn(move || work(&rx, &done, &store))?,
             );
         }
         Ok(WorkerPool {
@@ -93,7 +94,7 @@ impl WorkerPool {
 
     /// Takes every completion queued so far.
     pub fn take_completed(&self) -> Vec<Completion> {
-        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+        self.done.take()
     }
 }
 
@@ -106,21 +107,9 @@ impl Drop for WorkerPool {
     }
 }
 
-fn work(rx: &Receiver<Job>, done: &Mutex<Vec<Completion>>, store: &Store, waker: &Waker) {
+fn work(rx: &Receiver<Job>, done: &WakeQueue<Completion>, store: &Store) {
     while let Ok(job) = rx.recv() {
-        let completion = run(job, store);
-        let first = {
-            let mut queue = done.lock().unwrap_or_else(|e| e.into_inner());
-            queue.push(completion);
-            queue.len() == 1
-        };
-        // The loop takes the whole queue at once, so only the completion
-        // that finds it empty needs to wake it.
-        if first {
-            if let Err(e) = waker.wake() {
-                log::error!("cannot wake the event loop: {e}");
-            }
-        }
+        done.push(run(job, store));
     }
 }
 
