@@ -26,11 +26,16 @@ struct Cluster {
     rms: Vec<Option<Server>>,
     dirs: Vec<PathBuf>,
     peers: String,
+    extra: Vec<String>,
     _dir: TempDir,
 }
 
 impl Cluster {
     fn start(n: usize, name: &str) -> Cluster {
+        Cluster::start_with(n, name, &[])
+    }
+
+    fn start_with(n: usize, name: &str, extra: &[&str]) -> Cluster {
         let dir = TempDir::new(name);
         let slot = NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst);
         // Below the ephemeral range (32768 and up), so no outgoing socket holds them.
@@ -44,6 +49,7 @@ impl Cluster {
             rms: (0..n).map(|_| None).collect(),
             dirs,
             peers,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
         };
         for k in 1..=n {
@@ -64,6 +70,7 @@ impl Cluster {
             "2".into(),
             "--enable-test-partition".into(),
         ];
+        let args: Vec<String> = args.into_iter().chain(self.extra.iter().cloned()).collect();
         self.rms[k - 1] = Some(Server::spawn(&args));
     }
 
@@ -473,5 +480,80 @@ fn an_rm_killed_at_random_moments_under_load_catches_up_each_time() {
     }
     for d in &dirs {
         check_clean(d);
+    }
+}
+
+#[test]
+fn a_peer_with_a_wrong_or_missing_secret_is_refused_and_changes_nothing() {
+    use std::io::{Read, Write};
+    use wooter::protocol::peer::{parse_frame, PeerFrame};
+    let _serial = serial();
+    let secret_dir = TempDir::new("secret");
+    let secret = secret_dir.path().join("secret");
+    std::fs::write(&secret, "correct-horse-battery-staple\n").unwrap();
+    let s = secret.display().to_string();
+    let cluster = Cluster::start_with(3, "auth", &["--cluster-secret-file", &s]);
+    assert!(
+        cluster.leader(Duration::from_secs(10)).is_some(),
+        "members with the secret elect a leader"
+    );
+    let r = text(
+        cluster.rm(1),
+        "create_new_user authuser1 password1 30 a@x.org Auth User",
+    );
+    assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    let before: Vec<_> = cluster.dirs.iter().map(|d| tree(d)).collect();
+    let link = std::net::SocketAddr::new(cluster.rm(1).addr.ip(), cluster.rm(1).addr.port() + 1000);
+    for mac in [vec![0u8; 32], Vec::new()] {
+        let mut sock = std::net::TcpStream::connect(link).expect("connect to the RM link port");
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 256];
+        let challenge = loop {
+            let n = sock.read(&mut chunk).expect("a challenge");
+            assert!(n > 0, "closed before the challenge");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok(Some((frame, _))) = parse_frame(&buf) {
+                break frame;
+            }
+        };
+        assert!(
+            matches!(challenge, PeerFrame::Challenge { ref nonce } if nonce.len() == 32),
+            "{challenge:?}"
+        );
+        // Claim to be RM 2, with a made-up or no answer, then try a raft message.
+        let _ = sock.write_all(
+            &PeerFrame::Hello {
+                rm_id: 2,
+                mac: mac.clone(),
+            }
+            .encode(),
+        );
+        let _ = sock.write_all(&PeerFrame::Raft(vec![8, 3, 16, 2, 24, 1]).encode());
+        let mut rest = [0u8; 64];
+        match sock.read(&mut rest) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("the RM answered a refused peer with {n} bytes"),
+        }
+    }
+    assert!(
+        cluster
+            .rm(1)
+            .wait_for_log("refused a hello as RM 2", Duration::from_secs(5)),
+        "no refusal logged"
+    );
+    let after: Vec<_> = cluster.dirs.iter().map(|d| tree(d)).collect();
+    assert!(before == after, "a refused peer changed data");
+    let r = text(cluster.rm(2), "read_user authuser1");
+    assert_eq!(
+        r.last().map(String::as_str),
+        Some("OK"),
+        "the cluster still serves: {r:?}"
+    );
+    for k in 1..=3 {
+        assert!(
+            !cluster.rm(k).log().contains("correct-horse"),
+            "the secret appeared in RM {k}'s log"
+        );
     }
 }

@@ -21,6 +21,9 @@ pub struct ClusterArgs {
     /// Passed to every RM: followers answer reads from their own data.
     #[arg(long)]
     pub stale_reads: bool,
+    /// Passed to every RM: the cluster secret file for RM links.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
 }
 
 fn spawn(k: u64, args: &ClusterArgs) -> std::io::Result<Child> {
@@ -33,6 +36,9 @@ fn spawn(k: u64, args: &ClusterArgs) -> std::io::Result<Child> {
         .arg(args.rms.to_string());
     if args.stale_reads {
         cmd.arg("--stale-reads");
+    }
+    if let Some(f) = &args.cluster_secret_file {
+        cmd.arg("--cluster-secret-file").arg(f);
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     #[cfg(target_os = "linux")]

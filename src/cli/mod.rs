@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["peers", "rms"])]
     pub cluster: Option<PathBuf>,
+    /// A file holding the cluster secret RM links authenticate with (one
+    /// per line: the first signs, every one is accepted; see
+    /// docs/security.md). Give every RM the same file.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Let followers answer reads from their own data (may be a moment old)
     /// instead of asking the leader.
     #[arg(long)]
@@ -165,7 +170,31 @@ impl ServeArgs {
             None => PathBuf::from(DEFAULT_DATA_DIR),
         };
         let raft_dir = data_dir.join("raft");
-        Ok((ClusterConfig { id, rms, raft_dir }, listen, data_dir))
+        let auth = match &self.cluster_secret_file {
+            Some(f) => {
+                let text =
+                    std::fs::read_to_string(f).map_err(|e| format!("--cluster-secret-file {}: {e}", f.display()))?;
+                let auth = crate::server::link_auth::LinkAuth::from_text(&text);
+                if !auth.enabled() {
+                    return Err(format!(
+                        "--cluster-secret-file {}: the file holds no secret",
+                        f.display()
+                    ));
+                }
+                auth
+            }
+            None => Default::default(),
+        };
+        Ok((
+            ClusterConfig {
+                id,
+                rms,
+                raft_dir,
+                auth,
+            },
+            listen,
+            data_dir,
+        ))
     }
 
     /// The server configuration these options describe.

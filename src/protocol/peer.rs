@@ -15,10 +15,19 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// One frame on an RM link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerFrame {
-    /// First frame on a link: who is speaking.
+    /// The dialler's answer to a challenge: who is speaking, and the proof.
     Hello {
         /// The sender's RM id.
         rm_id: u64,
+        /// HMAC-SHA-256 of the challenge and the id under the cluster
+        /// secret (empty when the cluster has no secret).
+        mac: Vec<u8>,
+    },
+    /// First frame on an accepted link: a fresh nonce the dialler must
+    /// answer with a hello.
+    Challenge {
+        /// 32 random bytes.
+        nonce: Vec<u8>,
     },
     /// A raft message, protobuf-encoded.
     Raft(Vec<u8>),
@@ -62,9 +71,14 @@ impl PeerFrame {
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         match self {
-            PeerFrame::Hello { rm_id } => {
+            PeerFrame::Hello { rm_id, mac } => {
                 body.push(1);
                 body.extend_from_slice(&rm_id.to_be_bytes());
+                body.extend_from_slice(mac);
+            }
+            PeerFrame::Challenge { nonce } => {
+                body.push(5);
+                body.extend_from_slice(nonce);
             }
             PeerFrame::Raft(bytes) => {
                 body.push(2);
@@ -95,8 +109,14 @@ impl PeerFrame {
 }
 
 fn hello(input: &[u8]) -> IResult<&[u8], PeerFrame> {
-    let (input, rm_id) = be_u64(input)?;
-    Ok((input, PeerFrame::Hello { rm_id }))
+    let (mac, rm_id) = be_u64(input)?;
+    Ok((
+        &[],
+        PeerFrame::Hello {
+            rm_id,
+            mac: mac.to_vec(),
+        },
+    ))
 }
 
 fn forward(input: &[u8]) -> IResult<&[u8], PeerFrame> {
@@ -144,6 +164,12 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(PeerFrame, usize)>, PeerFrameEr
         2 => (&payload[payload.len()..], PeerFrame::Raft(payload.to_vec())),
         3 => forward(payload).map_err(|_| PeerFrameError::Malformed("forward"))?,
         4 => forward_reply(payload).map_err(|_| PeerFrameError::Malformed("forward reply"))?,
+        5 => (
+            &payload[payload.len()..],
+            PeerFrame::Challenge {
+                nonce: payload.to_vec(),
+            },
+        ),
         other => return Err(PeerFrameError::UnknownType(other)),
     };
     if !parsed.0.is_empty() {
@@ -159,7 +185,11 @@ mod tests {
     #[test]
     fn frames_round_trip_and_wait_for_whole_frames() {
         let frames = [
-            PeerFrame::Hello { rm_id: 7 },
+            PeerFrame::Hello {
+                rm_id: 7,
+                mac: vec![9; 32],
+            },
+            PeerFrame::Challenge { nonce: vec![1; 32] },
             PeerFrame::Raft(vec![1, 2, 3]),
             PeerFrame::Forward {
                 req_id: 9,

@@ -55,6 +55,8 @@ pub struct ClusterConfig {
     pub rms: BTreeMap<u64, RmAddrs>,
     /// Where the raft log and the apply journal live.
     pub raft_dir: PathBuf,
+    /// The cluster secret(s) RM links are authenticated with.
+    pub auth: crate::server::link_auth::LinkAuth,
 }
 
 /// Why the RM cannot go on.

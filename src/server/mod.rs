@@ -9,6 +9,7 @@
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod link_auth;
 pub mod peer_link;
 pub mod replication;
 pub mod workers;
@@ -97,6 +98,7 @@ pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeEr
     raise_open_file_limit(config.max_connections);
     let rm = cluster.id;
     let size = cluster.rms.len();
+    let secret = cluster.auth.enabled();
     let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied)?;
     log::info!(
         "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers, RM {rm} of {size}, applied index {applied}",
@@ -107,6 +109,9 @@ pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeEr
         log::warn!(
             "listening on a non-loopback address: the frontend sends passwords in plain text, keep this port private"
         );
+        if size > 1 && !secret {
+            log::warn!("RM links are not authenticated: give every RM --cluster-secret-file (docs/security.md)");
+        }
     }
     event_loop.run()?;
     Ok(())

@@ -2,9 +2,9 @@
 //! length-prefixed [`PeerFrame`]s.
 //!
 //! Each RM dials every other RM and sends on that *outbound* link; what it
-//! accepts are *inbound* links, which it reads. An outbound link starts
-//! with a hello naming the sender; an inbound link is trusted with nothing
-//! until its hello names a member.
+//! accepts are *inbound* links, which it reads. An inbound link opens with a
+//! challenge from the acceptor, answered by the dialler's hello (see
+//! `link_auth`); it is trusted with nothing until that hello checks out.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Instant;
@@ -29,6 +29,10 @@ pub struct PeerLink {
     pub connected: bool,
     /// When the dial started (outbound).
     pub since: Instant,
+    /// The challenge sent on an accepted link, until its hello answers it.
+    pub nonce: Vec<u8>,
+    /// On an outbound link: the challenge is answered, frames may follow.
+    pub greeted: bool,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -43,6 +47,8 @@ impl PeerLink {
             outbound,
             connected: !outbound,
             since: Instant::now(),
+            nonce: Vec::new(),
+            greeted: false,
             input: Vec::new(),
             output: Vec::new(),
             written: 0,

@@ -297,9 +297,8 @@ impl EventLoop {
             {
                 continue;
             }
-            let mut link = PeerLink::new(stream, Some(id), true);
-            link.send(&PeerFrame::Hello { rm_id: self.cluster.id });
-            entry.insert(Endpoint::Peer(link));
+            // The hello waits for the acceptor's challenge.
+            entry.insert(Endpoint::Peer(PeerLink::new(stream, Some(id), true)));
             self.repl.outbound.insert(id, token);
         }
     }
@@ -322,14 +321,20 @@ impl EventLoop {
             if self
                 .poll
                 .registry()
-                .register(&mut stream, Token(entry.key()), Interest::READABLE)
+                .register(&mut stream, Token(entry.key()), Interest::READABLE | Interest::WRITABLE)
                 .is_err()
             {
                 continue;
             }
             let _ = stream.set_nodelay(true);
             log::debug!("RM link from {addr}");
-            entry.insert(Endpoint::Peer(PeerLink::new(stream, None, false)));
+            let mut link = PeerLink::new(stream, None, false);
+            link.nonce = super::link_auth::nonce();
+            link.send(&PeerFrame::Challenge {
+                nonce: link.nonce.clone(),
+            });
+            let _ = link.flush();
+            entry.insert(Endpoint::Peer(link));
         }
     }
 
@@ -404,15 +409,50 @@ impl EventLoop {
         let Some(Endpoint::Peer(link)) = self.endpoints.get_mut(token.0) else {
             return false;
         };
-        let Some(from) = link.rm_id else {
-            // Nothing but a hello from a member is accepted first.
+        if link.outbound {
+            // The only thing an accepting RM says on our link: its challenge.
             return match frame {
-                PeerFrame::Hello { rm_id } if rm_id != self.cluster.id && self.cluster.rms.contains_key(&rm_id) => {
+                PeerFrame::Challenge { nonce } => {
+                    let mac = self.cluster.auth.answer(&nonce, self.cluster.id);
+                    link.send(&PeerFrame::Hello {
+                        rm_id: self.cluster.id,
+                        mac,
+                    });
+                    link.greeted = true;
+                    link.flush().is_ok()
+                }
+                _ => false,
+            };
+        }
+        let Some(from) = link.rm_id else {
+            // Nothing but a hello answering our challenge, from a member, is
+            // accepted first.
+            let peer = link
+                .stream
+                .peer_addr()
+                .map_or("an unknown address".to_string(), |a| a.to_string());
+            return match frame {
+                PeerFrame::Hello { rm_id, mac }
+                    if rm_id != self.cluster.id
+                        && self.cluster.rms.contains_key(&rm_id)
+                        && self.cluster.auth.verify(&link.nonce, rm_id, &mac) =>
+                {
                     link.rm_id = Some(rm_id);
+                    link.nonce.clear();
+                    log::info!("RM link from RM {rm_id} ({peer}) accepted");
                     true
                 }
+                PeerFrame::Hello { rm_id, .. } => {
+                    log::warn!(
+                        "RM link from {peer}: refused a hello as RM {rm_id} (not a member, or a wrong or missing secret)"
+                    );
+                    false
+                }
                 other => {
-                    log::warn!("RM link: refused a peer whose first frame was {:?}", frame_kind(&other));
+                    log::warn!(
+                        "RM link from {peer}: refused, its first frame was {}",
+                        frame_kind(&other)
+                    );
                     false
                 }
             };
@@ -421,7 +461,7 @@ impl EventLoop {
             return true; // partitioned: as if it never arrived
         }
         match frame {
-            PeerFrame::Hello { .. } => false,
+            PeerFrame::Hello { .. } | PeerFrame::Challenge { .. } => false,
             PeerFrame::Raft(bytes) => match Message::parse_from_bytes(&bytes) {
                 Ok(msg) if msg.from == from => {
                     self.replica.step(msg);
@@ -499,6 +539,9 @@ impl EventLoop {
             self.repl.outbound.remove(&rm);
             return false;
         };
+        if !link.greeted {
+            return false; // not until the peer's challenge is answered
+        }
         if !link.send(frame) {
             self.drop_peer(token, "send queue full");
             return false;
@@ -513,7 +556,8 @@ impl EventLoop {
 
 fn frame_kind(frame: &PeerFrame) -> &'static str {
     match frame {
-        PeerFrame::Hello { .. } => "a hello from a non-member",
+        PeerFrame::Hello { .. } => "a hello",
+        PeerFrame::Challenge { .. } => "a challenge",
         PeerFrame::Raft(_) => "a raft message",
         PeerFrame::Forward { .. } => "a forwarded request",
         PeerFrame::ForwardReply { .. } => "a forwarded reply",
