@@ -23,6 +23,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A cluster of `n` RMs on loopback ports chosen for this test process.
 struct Cluster {
+    base: u16,
     rms: Vec<Option<Server>>,
     dirs: Vec<PathBuf>,
     peers: String,
@@ -45,11 +46,16 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let dirs: Vec<PathBuf> = (1..=n).map(|k| dir.path().join(format!("rm_{k}"))).collect();
+        let extra: Vec<String> = extra
+            .iter()
+            .map(|s| s.replace("{primary}", &format!("127.0.0.1:{}", base + 4)))
+            .collect();
         let mut cluster = Cluster {
+            base,
             rms: (0..n).map(|_| None).collect(),
             dirs,
             peers,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
             _dir: dir,
         };
         for k in 1..=n {
@@ -72,6 +78,11 @@ impl Cluster {
         ];
         let args: Vec<String> = args.into_iter().chain(self.extra.iter().cloned()).collect();
         self.rms[k - 1] = Some(Server::spawn(&args));
+    }
+
+    /// The primary address given with `{primary}` in the extra arguments.
+    fn primary(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.base + 4))
     }
 
     fn rm(&self, k: usize) -> &Server {
@@ -556,4 +567,77 @@ fn a_peer_with_a_wrong_or_missing_secret_is_refused_and_changes_nothing() {
             "the secret appeared in RM {k}'s log"
         );
     }
+}
+
+/// One legacy request; `None` if the connection was refused or reset.
+fn legacy_at(addr: std::net::SocketAddr, frame: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(frame).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn the_primary_address_follows_the_leader() {
+    let _serial = serial();
+    let mut cluster = Cluster::start_with(3, "primary", &["--primary-listen", "{primary}"]);
+    let primary = cluster.primary();
+    let leader = cluster.leader(Duration::from_secs(10)).expect("a leader");
+    // The leader serves the primary address.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut created = None;
+    while Instant::now() < deadline && created.is_none() {
+        created = legacy_at(primary, &frame("create_new_user", &simple_record("primary01"))).filter(|r| r.len() == 260);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(created.is_some(), "the primary address did not serve");
+    assert!(cluster
+        .rm(leader)
+        .wait_for_log("now serving the primary address", Duration::from_secs(5)));
+    let php = std::process::Command::new("php").arg("--version").output().is_ok();
+    assert!(php || std::env::var_os("CI").is_none(), "CI must have php installed");
+    // Kill the primary: the address moves to the new leader within 3 s.
+    let killed = Instant::now();
+    cluster.kill(leader);
+    // The PHP client, pointed only at the primary address, runs across the
+    // failover (retrying refused connections, as behind a load balancer).
+    let php_run = php.then(|| {
+        std::process::Command::new("php")
+            .arg(repo_root().join("tests/php/client.php"))
+            .arg(primary.to_string())
+            .arg("3")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start php")
+    });
+    let mut moved = None;
+    while killed.elapsed() < Duration::from_secs(10) {
+        let reply = legacy_at(primary, &frame("read_user", b"primary01"));
+        if reply
+            .as_ref()
+            .is_some_and(|r| r.len() == 260 && &r[16..25] == b"primary01")
+        {
+            moved = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let moved = moved.expect("the primary address never answered again");
+    assert!(
+        moved < Duration::from_secs(3),
+        "the primary address moved only after {moved:?}"
+    );
+    if let Some(child) = php_run {
+        let out = child.wait_with_output().expect("run php");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("checks, 0 failed"),
+            "php across the failover:\n{stdout}"
+        );
+    }
+    let new_leader = cluster.leader(Duration::from_secs(5)).expect("a new leader");
+    assert_ne!(new_leader, leader);
 }

@@ -21,6 +21,9 @@ pub struct ClusterArgs {
     /// Passed to every RM: followers answer reads from their own data.
     #[arg(long)]
     pub stale_reads: bool,
+    /// The primary address, served by whichever RM leads.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:13090")]
+    pub primary_listen: std::net::SocketAddr,
     /// Passed to every RM: the cluster secret file for RM links.
     #[arg(long, value_name = "FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
@@ -34,6 +37,7 @@ fn spawn(k: u64, args: &ClusterArgs) -> std::io::Result<Child> {
         .arg(k.to_string())
         .arg("--rms")
         .arg(args.rms.to_string());
+    cmd.arg("--primary-listen").arg(args.primary_listen.to_string());
     if args.stale_reads {
         cmd.arg("--stale-reads");
     }
@@ -89,7 +93,10 @@ pub fn run(args: &ClusterArgs) -> ExitCode {
         children.push(child);
     }
     drop(tx);
-    println!("waiting for a primary to be elected; Ctrl-C stops every RM");
+    println!(
+        "primary address {} (served by whichever RM leads); waiting for a primary to be elected; Ctrl-C stops every RM",
+        args.primary_listen
+    );
     for (k, line) in rx {
         eprintln!("[rm {k}] {line}");
         if line.contains("became leader") {

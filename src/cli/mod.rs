@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// docs/security.md). Give every RM the same file.
     #[arg(long, value_name = "FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// An address that whichever RM is leader (the primary) also serves
+    /// clients on, bound on becoming leader and released on stepping down
+    /// (the old PORT_PRIM). For RMs on one machine, e.g. 127.0.0.1:13090.
+    #[arg(long, value_name = "IP:PORT")]
+    pub primary_listen: Option<SocketAddr>,
     /// Let followers answer reads from their own data (may be a moment old)
     /// instead of asking the leader.
     #[arg(long)]
@@ -202,6 +207,7 @@ impl ServeArgs {
         let mut config = ServerConfig::new(listen, data_dir);
         config.stale_reads = self.stale_reads;
         config.test_partition = self.enable_test_partition;
+        config.primary_listen = self.primary_listen;
         config.leader_wait = std::time::Duration::from_secs(self.leader_wait);
         config.workers = self.workers.map_or_else(default_workers, usize::from);
         config.max_connections = self.max_connections as usize;

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub leader_wait: Duration,
     /// Obey the text command `test_partition` (for tests only).
     pub test_partition: bool,
+    /// The address the leader serves clients on too (the old `PORT_PRIM`).
+    pub primary_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -53,6 +55,7 @@ impl ServerConfig {
             stale_reads: false,
             leader_wait: Duration::from_secs(5),
             test_partition: false,
+            primary_listen: None,
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct EventLoop {
     pub(super) repl: ReplicationState,
     /// Connections that stopped for fairness and go on next turn.
     again: Vec<Token>,
+    /// The primary-address listener, while this RM is the leader.
+    primary: Option<Token>,
+    primary_retry_at: Instant,
 }
 
 impl EventLoop {
@@ -124,6 +127,8 @@ impl EventLoop {
             cluster,
             repl: ReplicationState::default(),
             again: Vec::new(),
+            primary: None,
+            primary_retry_at: Instant::now(),
         })
     }
 
@@ -167,7 +172,7 @@ impl EventLoop {
             }
             if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
                 self.accept_paused_until = None;
-                self.accept_all();
+                self.accept_everywhere();
             }
             if Instant::now() >= next_raft_tick {
                 self.replica.tick();
@@ -175,6 +180,7 @@ impl EventLoop {
                 next_raft_tick = Instant::now() + RAFT_TICK;
             }
             self.drive_raft()?;
+            self.follow_leadership();
             if Instant::now() >= next_tick {
                 self.replica.compact();
                 self.close_quiet_connections();
@@ -185,7 +191,7 @@ impl EventLoop {
 
     fn handle_event(&mut self, token: Token, event: &Event) {
         match self.endpoints.get_mut(token.0) {
-            Some(Endpoint::Listener(_)) => self.accept_all(),
+            Some(Endpoint::Listener(_)) => self.accept_all(token),
             Some(Endpoint::PeerListener(_)) => self.accept_peers(token),
             Some(Endpoint::Peer(_)) => self.peer_event(token, event),
             Some(Endpoint::Client(conn)) if conn.lingering.is_some() => {
@@ -208,20 +214,65 @@ impl EventLoop {
         }
     }
 
-    fn listener(&mut self) -> Option<&mut TcpListener> {
-        match self.endpoints.get_mut(self.listener.0) {
+    fn listener(&mut self, token: Token) -> Option<&mut TcpListener> {
+        match self.endpoints.get_mut(token.0) {
             Some(Endpoint::Listener(l)) => Some(l),
             _ => None,
         }
     }
 
+    /// Accepts on every client listener (after a pause, say).
+    fn accept_everywhere(&mut self) {
+        self.accept_all(self.listener);
+        if let Some(primary) = self.primary {
+            self.accept_all(primary);
+        }
+    }
+
+    /// Binds the primary address while this RM is the leader, and lets it
+    /// go the moment it is not: an unmodified frontend pointed at that one
+    /// address always reaches the primary.
+    fn follow_leadership(&mut self) {
+        let Some(addr) = self.config.primary_listen else { return };
+        match (self.replica.is_leader(), self.primary) {
+            (true, None) if Instant::now() >= self.primary_retry_at => match TcpListener::bind(addr) {
+                Ok(mut l) => {
+                    let entry = self.endpoints.vacant_entry();
+                    let token = Token(entry.key());
+                    if self.poll.registry().register(&mut l, token, Interest::READABLE).is_ok() {
+                        entry.insert(Endpoint::Listener(l));
+                        self.primary = Some(token);
+                        log::info!(
+                            "RM {} is the primary: now serving the primary address {addr}",
+                            self.cluster.id
+                        );
+                        self.accept_all(token);
+                    }
+                }
+                Err(e) => {
+                    // The old primary may hold it a moment longer.
+                    log::debug!("primary address {addr} not yet free: {e}");
+                    self.primary_retry_at = Instant::now() + Duration::from_millis(100);
+                }
+            },
+            (false, Some(token)) => {
+                self.endpoints.remove(token.0);
+                self.primary = None;
+                log::info!("RM {} is no longer the primary: released {addr}", self.cluster.id);
+            }
+            _ => {}
+        }
+    }
+
     /// Accepts until the backlog is empty.
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, listener: Token) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = self.listener() else { return };
+            let Some(listener) = self.listener(listener) else {
+                return;
+            };
             let (mut stream, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
