@@ -213,6 +213,29 @@ fn writes_through_every_rm_leave_identical_data_directories() {
     for d in &dirs {
         check_clean(d);
     }
+    // `rms` on the leader lists every member, marks the primary, and knows
+    // each one's lag; a follower names the same primary.
+    let leader = cluster.leader(Duration::from_secs(5)).expect("a leader");
+    let report = text(cluster.rm(leader), "rms");
+    assert_eq!(report.len(), 4, "{report:?}");
+    assert_eq!(
+        report.iter().filter(|l| l.contains("primary=yes")).count(),
+        1,
+        "{report:?}"
+    );
+    assert!(
+        report[leader - 1].contains("role=leader") && report[leader - 1].contains("self=yes"),
+        "{report:?}"
+    );
+    assert!(
+        report[..3]
+            .iter()
+            .all(|l| l.contains(" lag=") && !l.contains("lag=unknown")),
+        "{report:?}"
+    );
+    let follower = leader % 3 + 1;
+    let report = text(cluster.rm(follower), "rms");
+    assert!(report[leader - 1].contains("primary=yes"), "{report:?}");
     let users = tree(dirs[0]);
     assert!(users.contains_key("users/u_0.txt"));
 }

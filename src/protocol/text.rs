@@ -27,6 +27,8 @@ pub enum TextCommand {
     Quit,
     /// A blank line: nothing to do, nothing to answer.
     Nothing,
+    /// `rms`: the cluster's members, their roles and lag.
+    Rms,
     /// `test_partition [ID,...]`: drop all RM traffic with these RMs (none:
     /// heal). Only an RM started with `--enable-test-partition` obeys; it is
     /// how the tests cut a cluster in two. Not listed by `help`.
@@ -93,6 +95,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "already_following",
         "USERNAME ID",
         "YES if USERNAME follows user ID, else NO",
+    ),
+    (
+        "rms",
+        "",
+        "the RMs of the cluster: address, role, applied index, lag; the primary marked",
     ),
     ("help", "", "this list"),
     ("quit", "", "close the connection"),
@@ -215,12 +222,12 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
     };
     let mut args = Args { command, input };
     let request = match command {
-        "help" | "quit" => {
+        "help" | "quit" | "rms" => {
             args.end()?;
-            return Ok(if command == "help" {
-                TextCommand::Help
-            } else {
-                TextCommand::Quit
+            return Ok(match command {
+                "help" => TextCommand::Help,
+                "quit" => TextCommand::Quit,
+                _ => TextCommand::Rms,
             });
         }
         "create_new_user" | "flush_user" => {

@@ -274,6 +274,18 @@ impl Replica {
         self.applied
     }
 
+    /// Each member's matched log index, as the leader tracks it (`None` on
+    /// a follower, which does not know).
+    pub fn progress(&self) -> Option<Vec<(u64, u64)>> {
+        self.is_leader()
+            .then(|| self.raw.raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect())
+    }
+
+    /// Index of the last entry in this RM's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
     /// Highest committed index.
     pub fn committed(&self) -> u64 {
         self.raw.raft.raft_log.committed

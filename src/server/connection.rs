@@ -40,6 +40,8 @@ pub enum Step {
     },
     /// Nothing to do until more bytes arrive.
     NeedMore,
+    /// `rms`: answered by the loop from raft's state.
+    Rms,
     /// The test-only partition switch (see `TextCommand::TestPartition`).
     TestPartition(Vec<u64>),
     /// Close now; the reason is for the log (`None`: an ordinary end).
@@ -310,6 +312,7 @@ impl Connection {
                 }
                 Ok(TextCommand::Nothing) => continue,
                 Ok(TextCommand::TestPartition(ids)) => return Step::TestPartition(ids),
+                Ok(TextCommand::Rms) => return Step::Rms,
                 Err(e) => {
                     let mut bytes = Vec::new();
                     text::encode_error(&mut bytes, e.kind(), &e.to_string());

@@ -382,6 +382,13 @@ impl EventLoop {
                     inline_replies += 1;
                 }
                 Step::NeedMore => return,
+                Step::Rms => {
+                    let reply = self.rms_report();
+                    if let Some(conn) = self.client(token) {
+                        conn.queue(&reply, false);
+                    }
+                    inline_replies += 1;
+                }
                 Step::TestPartition(ids) => {
                     let reply = self.test_partition(ids);
                     if let Some(conn) = self.client(token) {

@@ -104,6 +104,46 @@ impl EventLoop {
         out
     }
 
+    /// The reply to `rms`: one line per member, then `OK`. Lag (entries
+    /// behind the leader's log) is known on the leader only.
+    pub(super) fn rms_report(&mut self) -> Vec<u8> {
+        let leader = self.replica.leader();
+        let progress = self.replica.progress();
+        let last = self.replica.last_index();
+        let mut out = String::new();
+        for (id, addrs) in &self.cluster.rms {
+            let role = match (leader == Some(*id), *id == self.cluster.id) {
+                (true, _) => "leader",
+                (false, true) if leader.is_none() => "candidate-or-follower",
+                _ => "follower",
+            };
+            out.push_str(&format!(
+                "rm={id} client={} link={} role={role}",
+                addrs.client, addrs.peer
+            ));
+            if leader == Some(*id) {
+                out.push_str(" primary=yes");
+            }
+            if *id == self.cluster.id {
+                out.push_str(&format!(
+                    " self=yes term={} commit={} applied={}",
+                    self.replica.term(),
+                    self.replica.committed(),
+                    self.replica.applied()
+                ));
+            }
+            match progress.as_ref().and_then(|p| p.iter().find(|(m, _)| m == id)) {
+                Some((_, matched)) => {
+                    out.push_str(&format!(" matched={matched} lag={}", last.saturating_sub(*matched)))
+                }
+                None => out.push_str(" lag=unknown"),
+            }
+            out.push('\n');
+        }
+        out.push_str("OK\n");
+        out.into_bytes()
+    }
+
     /// Routes a parsed request from a client or a peer.
     pub(super) fn dispatch(&mut self, pending: Pending, request: Request, raw: Vec<u8>) {
         let from_peer = matches!(pending.origin, Origin::Peer { .. });
