@@ -464,12 +464,13 @@ impl EventLoop {
         let now = Instant::now();
         let partial = self.config.partial_timeout;
         let idle = self.config.idle_timeout;
-        let quiet: Vec<(usize, String)> = self
+        // (connection, why it is closed; None: its linger simply ran out)
+        let quiet: Vec<(usize, Option<String>)> = self
             .endpoints
             .iter()
             .filter_map(|(key, e)| match e {
                 Endpoint::Client(c) if c.lingering.is_some_and(|t| now.duration_since(t) >= LINGER) => {
-                    Some((key, String::new()))
+                    Some((key, None))
                 }
                 Endpoint::Client(c) if c.lingering.is_some() => None,
                 Endpoint::Client(c) if !c.waiting => {
@@ -485,21 +486,17 @@ impl EventLoop {
                     } else {
                         None
                     };
-                    reason.map(|r| (key, r))
+                    reason.map(|r| (key, Some(r)))
                 }
                 _ => None,
             })
             .collect();
         for (key, reason) in quiet {
-            if reason.is_empty() {
-                self.remove(Token(key));
-            } else {
-                // Said, then dropped: a quiet client gets no linger.
-                if let Some(c) = self.client(Token(key)) {
-                    log::warn!("connection {}: {reason}", c.serial);
-                }
-                self.remove(Token(key));
+            // Said, then dropped: a quiet client gets no linger.
+            if let (Some(reason), Some(c)) = (reason, self.client(Token(key))) {
+                log::warn!("connection {}: {reason}", c.serial);
             }
+            self.remove(Token(key));
         }
     }
 }
