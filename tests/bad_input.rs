@@ -274,3 +274,37 @@ fn beyond_the_connection_limit_new_connections_are_closed_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     assert_serving(&mut server);
 }
+
+#[test]
+fn a_slowloris_client_is_closed_even_though_it_keeps_sending() {
+    let dir = TempDir::new("slowloris");
+    let mut server = Server::start(dir.path(), &["--partial-timeout", "2"]);
+    let mut s = server.connect();
+    let f = frame("read_user", b"member001");
+    let start = Instant::now();
+    let mut closed = false;
+    // One byte every 300 ms would take 168 s for a frame; the server must
+    // close the connection after about 2 s, although bytes keep coming.
+    for b in f.iter().take(40) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    if !closed {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+    }
+    assert!(closed, "a trickling client was never closed");
+    assert!(
+        server.wait_for_log("sent too slowly", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert_serving(&mut server);
+}

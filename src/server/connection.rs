@@ -60,6 +60,10 @@ pub struct Connection {
     pub waiting: bool,
     /// Last time bytes moved in either direction.
     pub last_activity: Instant,
+    /// When the request now being received began (its first byte, or the
+    /// connection's start): a request must be whole within the partial
+    /// timeout of this, however slowly its bytes trickle in (slowloris).
+    pub request_started: Instant,
     /// Set once the reply is written and the write side shut: the
     /// connection is read (and the bytes dropped) until the client closes,
     /// since closing with unread input would reset the connection and
@@ -85,6 +89,7 @@ impl Connection {
             framing: None,
             waiting: false,
             last_activity: Instant::now(),
+            request_started: Instant::now(),
             lingering: None,
             input: Vec::new(),
             start: 0,
@@ -134,6 +139,9 @@ impl Connection {
                     return Ok(());
                 }
                 Ok(n) => {
+                    if !self.has_input() && self.framing.is_some() {
+                        self.request_started = Instant::now();
+                    }
                     self.input.extend_from_slice(&chunk[..n]);
                     self.last_activity = Instant::now();
                 }
@@ -284,6 +292,8 @@ impl Connection {
                 Some(end) if end <= MAX_LINE + 1 => {
                     let line = pending[..end].to_vec();
                     self.start += end + 1;
+                    // The next request's clock starts now.
+                    self.request_started = Instant::now();
                     line
                 }
                 Some(_) => return too_long(),

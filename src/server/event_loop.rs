@@ -481,6 +481,11 @@ impl EventLoop {
                         Some(format!("closed: connected but sent nothing for {quiet_for:?}"))
                     } else if c.has_partial_request() && quiet_for >= partial {
                         Some(format!("closed: a partial request and then nothing for {quiet_for:?}"))
+                    } else if c.has_partial_request() && now.duration_since(c.request_started) >= partial {
+                        Some(format!(
+                            "closed: a request still not whole after {:?} (sent too slowly)",
+                            now.duration_since(c.request_started)
+                        ))
                     } else if quiet_for >= idle {
                         Some(format!("closed: idle for {quiet_for:?}"))
                     } else {
