@@ -536,6 +536,10 @@ fn a_peer_with_a_wrong_or_missing_secret_is_refused_and_changes_nothing() {
         "create_new_user authuser1 password1 30 a@x.org Auth User",
     );
     assert_eq!(r.last().map(String::as_str), Some("OK"), "{r:?}");
+    // Let every RM apply the create first, so only the rogue could change
+    // anything from here on.
+    let dirs: Vec<&Path> = cluster.dirs.iter().map(PathBuf::as_path).collect();
+    assert!(converged(&dirs, Duration::from_secs(10)), "RMs did not converge");
     let before: Vec<_> = cluster.dirs.iter().map(|d| tree(d)).collect();
     let link = std::net::SocketAddr::new(cluster.rm(1).addr.ip(), cluster.rm(1).addr.port() + 1000);
     for mac in [vec![0u8; 32], Vec::new()] {
