@@ -308,3 +308,87 @@ fn a_slowloris_client_is_closed_even_though_it_keeps_sending() {
     );
     assert_serving(&mut server);
 }
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let dir = TempDir::new("emfile");
+    // A hard limit of 64 descriptors: the server cannot raise it, and the
+    // connections below exhaust it.
+    let script = format!(
+        "ulimit -n 64 && exec {} serve --listen 127.0.0.1:0 --data-dir {}",
+        BIN,
+        dir.path().display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(pos) = line.find("listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line[pos + 13..].split_whitespace().next().unwrap_or("").to_string());
+                    }
+                }
+            }
+        });
+    }
+    let addr: std::net::SocketAddr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("address")
+        .parse()
+        .unwrap();
+    let pid = child.id();
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let held: Vec<_> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu() - before;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.lock().unwrap().contains("accept failed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        log.lock().unwrap().contains("pausing accepts"),
+        "{}",
+        log.lock().unwrap()
+    );
+    // Clock ticks are 1/100 s: backing off, the server used well under the
+    // 300 ticks a spinning loop would.
+    assert!(
+        used < 100,
+        "the server spun while out of descriptors: {used} ticks in 3 s"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut s = std::net::TcpStream::connect(addr).expect("connect after recovery");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"help\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("the server answers again");
+    assert!(
+        n > 0 && buf.starts_with(b"commands"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
