@@ -66,6 +66,19 @@ fn replay_is_byte_identical_and_leaves_identical_files() {
         "check: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+    // What wooter creates is private: folders 0700, files 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [data.clone(), data.join("raft"), data.join("users")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    for f in [
+        data.join("users/u_0.txt"),
+        data.join("raft/log"),
+        data.join("raft/apply.journal"),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
 }
 
 /// Parses the fixture's user files independently of wooter's code.

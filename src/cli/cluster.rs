@@ -85,9 +85,10 @@ pub fn run(args: &ClusterArgs) -> ExitCode {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if tx.send((k, line)).is_err() {
-                        break;
+                        return;
                     }
                 }
+                let _ = tx.send((k, "wooter cluster: this RM has exited".to_string()));
             });
         }
         children.push(child);

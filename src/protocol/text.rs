@@ -42,8 +42,8 @@ pub enum TextError {
     #[error("unknown command '{0}'; type help for the list")]
     UnknownCommand(String),
     /// The arguments do not fit the command.
-    #[error("usage: {0}")]
-    Usage(&'static str),
+    #[error("usage: {0} {1}")]
+    Usage(&'static str, &'static str),
     /// A value was refused.
     #[error(transparent)]
     Field(#[from] RecordError),
@@ -57,7 +57,7 @@ impl TextError {
     pub fn kind(&self) -> &'static str {
         match self {
             TextError::UnknownCommand(_) => "unknown_command",
-            TextError::Usage(_) | TextError::Field(_) => "invalid",
+            TextError::Usage(..) | TextError::Field(_) => "invalid",
             TextError::TooLong => "too_long",
         }
     }
@@ -156,7 +156,7 @@ struct Args<'a> {
 
 impl<'a> Args<'a> {
     fn word(&mut self) -> Result<&'a [u8], TextError> {
-        let (rest, w) = word(self.input).map_err(|_| TextError::Usage(usage(self.command)))?;
+        let (rest, w) = word(self.input).map_err(|_| TextError::Usage(self.command, usage(self.command)))?;
         self.input = rest;
         Ok(w)
     }
@@ -188,7 +188,7 @@ impl<'a> Args<'a> {
 
     fn end(&self) -> Result<(), TextError> {
         match word(self.input) {
-            Ok(_) => Err(TextError::Usage(usage(self.command))),
+            Ok(_) => Err(TextError::Usage(self.command, usage(self.command))),
             Err(_) => Ok(()),
         }
     }
@@ -213,7 +213,7 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
             .collect();
         return ids
             .map(TextCommand::TestPartition)
-            .ok_or(TextError::Usage("test_partition [ID,ID,...]"));
+            .ok_or(TextError::Usage("test_partition", "[ID,ID,...]"));
     }
     let Some(&(command, _, _)) = COMMANDS.iter().find(|(c, _, _)| c.as_bytes() == name) else {
         return Err(TextError::UnknownCommand(
@@ -242,7 +242,7 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
             };
             let name = args.remainder();
             if name.is_empty() {
-                return Err(TextError::Usage(usage(command)));
+                return Err(TextError::Usage(command, usage(command)));
             }
             let profile = Profile::new(password, name, age, email)?;
             Request::Op(match status {
@@ -276,7 +276,7 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
         }
         "load_following" => {
             let username = args.username()?;
-            let kind = ListKind::parse(args.word()?).ok_or(TextError::Usage(usage(command)))?;
+            let kind = ListKind::parse(args.word()?).ok_or(TextError::Usage(command, usage(command)))?;
             let n = args.optional_count()?;
             args.end()?;
             Request::Query(Query::LoadFollowing { username, kind, n })
@@ -289,7 +289,7 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
                 _ => (text, now()),
             };
             if text.is_empty() {
-                return Err(TextError::Usage(usage(command)));
+                return Err(TextError::Usage(command, usage(command)));
             }
             Request::Op(Op::WriteWoot {
                 username,

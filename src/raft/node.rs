@@ -155,7 +155,7 @@ impl Replica {
         applied: u64,
         waker: Arc<Waker>,
     ) -> Result<Replica, RaftError> {
-        std::fs::create_dir_all(&config.raft_dir)?;
+        crate::storage::create_private_dir(&config.raft_dir)?;
         let (mut wal, replayed) = Wal::open(&config.raft_dir.join("log"))?;
         if replayed.torn_bytes > 0 {
             log::warn!(
@@ -254,6 +254,16 @@ impl Replica {
     /// Whether this RM is the leader (the primary).
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
+    }
+
+    /// This RM's raft role, as a word.
+    pub fn role(&self) -> &'static str {
+        match self.raw.raft.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre-candidate",
+        }
     }
 
     /// The leader's id, if one is known.

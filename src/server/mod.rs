@@ -80,7 +80,7 @@ fn raise_open_file_limit(max_connections: usize) {
 /// until the process ends.
 pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeError> {
     let opened = std::time::Instant::now();
-    std::fs::create_dir_all(&cluster.raft_dir)?;
+    crate::storage::create_private_dir(&cluster.raft_dir)?;
     let (store, applied) =
         Store::open_logged(&config.data_dir, &cluster.raft_dir.join("apply.journal")).map_err(|source| {
             ServeError::Store {

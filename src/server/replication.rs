@@ -114,7 +114,7 @@ impl EventLoop {
         for (id, addrs) in &self.cluster.rms {
             let role = match (leader == Some(*id), *id == self.cluster.id) {
                 (true, _) => "leader",
-                (false, true) if leader.is_none() => "candidate-or-follower",
+                (false, true) => self.replica.role(),
                 _ => "follower",
             };
             out.push_str(&format!(
@@ -123,6 +123,9 @@ impl EventLoop {
             ));
             if leader == Some(*id) {
                 out.push_str(" primary=yes");
+                if let Some(addr) = self.config.primary_listen {
+                    out.push_str(&format!(" primary_address={addr}"));
+                }
             }
             if *id == self.cluster.id {
                 out.push_str(&format!(
@@ -169,26 +172,30 @@ impl EventLoop {
             // not forwarded again (that could go round in circles).
             _ if from_peer => self.respond(pending.origin, unavailable(pending.framing), 0),
             request => match self.replica.leader() {
-                Some(leader) if leader != self.replica.id() => self.forward(leader, pending, raw),
+                // A leader whose link is down (it may have just died) is as
+                // good as none: wait for one, up to --leader-wait.
+                Some(leader) if leader != self.replica.id() && self.forward(leader, pending, &raw) => {}
                 _ => self.repl.leaderless.push_back((pending, request, raw)),
             },
         }
     }
 
-    fn forward(&mut self, leader: u64, pending: Pending, raw: Vec<u8>) {
+    /// Hands a request to the leader; false if the link to it is down
+    /// (the request then waits for a leader, as with none known).
+    fn forward(&mut self, leader: u64, pending: Pending, raw: &[u8]) -> bool {
         self.repl.next_forward += 1;
         let req_id = self.repl.next_forward;
         let framing = u8::from(pending.framing == Framing::Text);
         let frame = PeerFrame::Forward {
             req_id,
             framing,
-            request: raw,
+            request: raw.to_vec(),
         };
-        if self.send_to_peer(leader, &frame) {
-            self.repl.forwarded.insert(req_id, pending);
-        } else {
-            self.respond(pending.origin, unavailable(pending.framing), 0);
+        if !self.send_to_peer(leader, &frame) {
+            return false;
         }
+        self.repl.forwarded.insert(req_id, pending);
+        true
     }
 
     /// Sends a reply where it belongs. `index` is the log index a follower
@@ -257,10 +264,10 @@ impl EventLoop {
         let now = Instant::now();
         let leaderless = std::mem::take(&mut self.repl.leaderless);
         for (pending, request, raw) in leaderless {
-            if self.replica.leader().is_some() {
-                self.dispatch(pending, request, raw);
-            } else if now.duration_since(pending.since) >= wait {
+            if now.duration_since(pending.since) >= wait {
                 self.respond(pending.origin, unavailable(pending.framing), 0);
+            } else if self.replica.leader().is_some() {
+                self.dispatch(pending, request, raw);
             } else {
                 self.repl.leaderless.push_back((pending, request, raw));
             }
@@ -413,7 +420,7 @@ impl EventLoop {
                     Ok(_) => {
                         link.connected = true;
                         let _ = link.stream.set_nodelay(true);
-                        log::info!("RM link to RM {} is up", link.rm_id.unwrap_or(0));
+                        log::info!("RM link to RM {} connected", link.rm_id.unwrap_or(0));
                     }
                     Err(_) => return,
                 }

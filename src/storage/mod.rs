@@ -292,7 +292,8 @@ fn user_file_rows(root: &Path) -> std::io::Result<Vec<u32>> {
     Ok(rows)
 }
 
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
+/// Creates a directory and its missing parents, each `0700`.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
