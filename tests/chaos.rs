@@ -13,26 +13,19 @@ use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const COMMANDS: [&str; 12] = [
-    "create_new_user",
-    "read_user",
-    "read_id",
-    "flush_user",
-    "follow",
-    "unfollow",
-    "load_following",
-    "write_woot",
-    "load_woots",
-    "load_woots_seq",
-    "already_following",
-    "nonsense",
-];
+/// Every command the server knows, and one it does not.
+fn commands() -> Vec<&'static str> {
+    let mut all: Vec<&str> = wooter::protocol::text::COMMANDS.iter().map(|c| c.0).collect();
+    all.push("nonsense");
+    all
+}
 
 fn chaotic_request(rng: &mut SmallRng) -> Vec<u8> {
     match rng.gen_range(0..5) {
         0 => (0..rng.gen_range(0..1200)).map(|_| rng.gen()).collect(),
         1 | 2 => {
-            let cmd = COMMANDS[rng.gen_range(0..COMMANDS.len())];
+            let all = commands();
+            let cmd = all[rng.gen_range(0..all.len())];
             let mut payload = simple_record(&format!("chaos{:04}", rng.gen_range(0..50)));
             payload.push(b' ');
             for _ in 0..rng.gen_range(0..40) {
@@ -45,7 +38,8 @@ fn chaotic_request(rng: &mut SmallRng) -> Vec<u8> {
             frame(cmd, &payload)
         }
         _ => {
-            let cmd = COMMANDS[rng.gen_range(0..COMMANDS.len())];
+            let all = commands();
+            let cmd = all[rng.gen_range(0..all.len())];
             let mut line = format!("{cmd} chaos{:04} ", rng.gen_range(0..50)).into_bytes();
             for _ in 0..rng.gen_range(0..60) {
                 line.push(if rng.gen_bool(0.9) {

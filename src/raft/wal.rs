@@ -10,13 +10,14 @@
 //! Kinds: entries (each a `u32` length and a protobuf `Entry`), hard state
 //! (protobuf `HardState`), conf state (protobuf `ConfState`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
+
+use crate::storage::files::open_private;
 
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
@@ -50,13 +51,7 @@ fn crc(bytes: &[u8]) -> u32 {
 impl Wal {
     /// Opens (or creates) the log at `path` and replays it.
     pub fn open(path: &Path) -> io::Result<(Wal, Replayed)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
+        let mut file = open_private(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let mut replayed = Replayed::default();

@@ -18,6 +18,18 @@ use super::layout::FileId;
 /// Mode of files wooter creates: only the server's user reads them.
 pub const FILE_MODE: u32 = 0o600;
 
+/// Opens a file of wooter's own (the raft log, the journal) to read and
+/// write, creating it `0600` if missing, never truncating it.
+pub fn open_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
 /// Open handles kept, in all; opening and closing a file per request cost
 /// more than the read itself (see `docs/performance.md`).
 const CACHED_HANDLES: usize = 4096;

@@ -11,12 +11,12 @@
 //! Two slots are used in turn (by index parity), so a write torn by a crash
 //! spoils only the record being written, never the one before it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::files::{Write, WriteSet};
+use super::files::{open_private, Write, WriteSet};
 use super::layout::{FileId, ListKind};
 
 /// Bytes reserved per slot; a write set is a few kilobytes at most.
@@ -149,13 +149,7 @@ fn decode(slot: &[u8]) -> Option<(u64, WriteSet)> {
 impl Journal {
     /// Opens the journal at `path`; returns it and its newest whole record.
     pub fn open(path: &Path) -> io::Result<(Journal, Option<(u64, WriteSet)>)> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
+        let file = open_private(path)?;
         let len = file.metadata()?.len();
         let mut newest: Option<(u64, WriteSet)> = None;
         for slot in 0..2u64 {
