@@ -109,6 +109,7 @@ impl Wal {
         if out.is_empty() {
             return Ok(());
         }
+        crate::storage::faults::check("raft-log")?;
         self.file.write_all(&out)?;
         self.file.sync_data()
     }

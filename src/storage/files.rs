@@ -231,6 +231,7 @@ impl DataFiles {
             self.remember(*file, Arc::new(f));
         }
         for w in &set.writes {
+            super::faults::check("data-write")?;
             let f = self
                 .handle(w.file, true)?
                 .ok_or_else(|| io::Error::new(ErrorKind::NotFound, "file vanished"))?;

@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod check;
 pub mod error;
+pub mod faults;
 pub mod files;
 pub mod journal;
 pub mod layout;

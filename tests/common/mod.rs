@@ -67,9 +67,15 @@ impl Server {
 
     /// Starts `wooter serve` with exactly these arguments.
     pub fn spawn(args: &[String]) -> Server {
+        Server::spawn_env(args, &[])
+    }
+
+    /// Starts `wooter serve` with these arguments and extra environment.
+    pub fn spawn_env(args: &[String], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("WOOTER_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
