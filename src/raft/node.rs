@@ -342,6 +342,19 @@ impl Replica {
         }
     }
 
+    /// Hands leadership to the follower that has the most of the log (on
+    /// shutdown), if this RM leads and has followers. Returns the choice.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        let best = self
+            .progress()?
+            .into_iter()
+            .filter(|(id, _)| *id != self.id)
+            .max_by_key(|(_, matched)| *matched)
+            .map(|(id, _)| id)?;
+        self.raw.transfer_leader(best);
+        Some(best)
+    }
+
     /// Advances raft's clock by one tick.
     pub fn tick(&mut self) {
         self.raw.tick();

@@ -29,6 +29,10 @@ use crate::storage::Store;
 
 /// The waker's token; slab keys never reach it.
 const WAKER: Token = Token(usize::MAX);
+/// SIGTERM and SIGINT arrive under this token.
+const SIGNALS: Token = Token(usize::MAX - 1);
+/// How long a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often quiet connections are looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// How often raft's clock ticks.
@@ -76,6 +80,9 @@ pub struct EventLoop {
     /// The primary-address listener, while this RM is the leader.
     primary: Option<Token>,
     primary_retry_at: Instant,
+    signals: signal_hook_mio::v1_0::Signals,
+    /// Set by SIGTERM or SIGINT: no new connections, finish what is in flight.
+    shutting_down: Option<Instant>,
 }
 
 impl EventLoop {
@@ -90,6 +97,9 @@ impl EventLoop {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let workers = WorkerPool::start(config.workers, store.clone(), waker.clone())?;
         let replica = Replica::start(&cluster, store, applied, waker)?;
+        let mut signals =
+            signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut listener = TcpListener::bind(config.listen)?;
         let local_addr = listener.local_addr()?;
         let mut endpoints = Slab::new();
@@ -129,6 +139,8 @@ impl EventLoop {
             again: Vec::new(),
             primary: None,
             primary_retry_at: Instant::now(),
+            signals,
+            shutting_down: None,
         })
     }
 
@@ -167,8 +179,13 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.deliver_completions(),
+                    SIGNALS => self.begin_shutdown(),
                     token => self.handle_event(token, event),
                 }
+            }
+            if self.shutting_down.is_some() && self.shutdown_done() {
+                log::info!("wooter stopped: every request in flight was answered");
+                return Ok(());
             }
             if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
                 self.accept_paused_until = None;
@@ -221,8 +238,43 @@ impl EventLoop {
         }
     }
 
+    /// SIGTERM or SIGINT: stop accepting, hand leadership over, and let
+    /// the loop run until the requests in flight are answered.
+    fn begin_shutdown(&mut self) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        if signals.is_empty() || self.shutting_down.is_some() {
+            return;
+        }
+        log::info!("shutting down (signal {signals:?}): no new connections; finishing what is in flight");
+        self.shutting_down = Some(Instant::now());
+        self.endpoints.remove(self.listener.0);
+        if let Some(p) = self.primary.take() {
+            self.endpoints.remove(p.0);
+        }
+        self.config.primary_listen = None;
+        if let Some(to) = self.replica.transfer_leadership() {
+            log::info!("handing leadership to RM {to}");
+        }
+    }
+
+    /// Whether a shutdown may end now: nothing in flight, or out of time.
+    fn shutdown_done(&self) -> bool {
+        let Some(since) = self.shutting_down else { return false };
+        if since.elapsed() >= SHUTDOWN_GRACE {
+            log::warn!("shutdown: gave up waiting for requests in flight after {SHUTDOWN_GRACE:?}");
+            return true;
+        }
+        !self.endpoints.iter().any(|(_, e)| match e {
+            Endpoint::Client(c) => c.waiting || c.has_output(),
+            _ => false,
+        })
+    }
+
     /// Accepts on every client listener (after a pause, say).
     fn accept_everywhere(&mut self) {
+        if self.shutting_down.is_some() {
+            return;
+        }
         self.accept_all(self.listener);
         if let Some(primary) = self.primary {
             self.accept_all(primary);
