@@ -101,6 +101,27 @@ fn a_session_runs_many_commands_on_one_connection() {
     // Blank lines and CRLF are fine.
     t.writer.write_all(b"\r\n\nread_id 0\r\n").unwrap();
     assert_eq!(ok(&t.read_reply()).len(), 1);
+    let stats = t.send("stats");
+    let stats = ok(&stats);
+    assert!(stats.iter().any(|l| l == "users=2"), "{stats:?}");
+    assert!(
+        stats
+            .iter()
+            .any(|l| l.starts_with("connections ") && l.contains("text=1")),
+        "{stats:?}"
+    );
+    let requests = stats
+        .iter()
+        .find(|l| l.starts_with("requests "))
+        .expect("a requests line");
+    assert!(
+        requests.contains("write_woot=2") && requests.contains("follow=2"),
+        "{requests}"
+    );
+    assert!(
+        stats.iter().any(|l| l.starts_with("raft rm=1 role=leader")),
+        "{stats:?}"
+    );
     assert_eq!(t.send("quit"), ["OK"]);
     let mut rest = Vec::new();
     use std::io::Read;

@@ -29,6 +29,8 @@ pub enum TextCommand {
     Nothing,
     /// `rms`: the cluster's members, their roles and lag.
     Rms,
+    /// `stats`: what the server is doing.
+    Stats,
     /// `test_partition [ID,...]`: drop all RM traffic with these RMs (none:
     /// heal). Only an RM started with `--enable-test-partition` obeys; it is
     /// how the tests cut a cluster in two. Not listed by `help`.
@@ -100,6 +102,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "rms",
         "",
         "the RMs of the cluster: address, role, applied index, lag; the primary marked",
+    ),
+    (
+        "stats",
+        "",
+        "uptime, connections, requests by command, users, raft state",
     ),
     ("help", "", "this list"),
     ("quit", "", "close the connection"),
@@ -222,11 +229,12 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
     };
     let mut args = Args { command, input };
     let request = match command {
-        "help" | "quit" | "rms" => {
+        "help" | "quit" | "rms" | "stats" => {
             args.end()?;
             return Ok(match command {
                 "help" => TextCommand::Help,
                 "quit" => TextCommand::Quit,
+                "stats" => TextCommand::Stats,
                 _ => TextCommand::Rms,
             });
         }

@@ -42,6 +42,8 @@ pub enum Step {
     NeedMore,
     /// `rms`: answered by the loop from raft's state.
     Rms,
+    /// `stats`: answered by the loop from its counters.
+    Stats,
     /// The test-only partition switch (see `TextCommand::TestPartition`).
     TestPartition(Vec<u64>),
     /// Close now; the reason is for the log (`None`: an ordinary end).
@@ -323,6 +325,7 @@ impl Connection {
                 Ok(TextCommand::Nothing) => continue,
                 Ok(TextCommand::TestPartition(ids)) => return Step::TestPartition(ids),
                 Ok(TextCommand::Rms) => return Step::Rms,
+                Ok(TextCommand::Stats) => return Step::Stats,
                 Err(e) => {
                     let mut bytes = Vec::new();
                     text::encode_error(&mut bytes, e.kind(), &e.to_string());

@@ -81,6 +81,10 @@ pub struct EventLoop {
     primary: Option<Token>,
     primary_retry_at: Instant,
     signals: signal_hook_mio::v1_0::Signals,
+    store: Arc<Store>,
+    started: Instant,
+    /// Requests received, by command (for `stats`).
+    requests: std::collections::BTreeMap<&'static str, u64>,
     /// Set by SIGTERM or SIGINT: no new connections, finish what is in flight.
     shutting_down: Option<Instant>,
 }
@@ -96,6 +100,7 @@ impl EventLoop {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let workers = WorkerPool::start(config.workers, store.clone(), waker.clone())?;
+        let store_for_stats = store.clone();
         let replica = Replica::start(&cluster, store, applied, waker)?;
         let mut signals =
             signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -141,6 +146,9 @@ impl EventLoop {
             primary_retry_at: Instant::now(),
             signals,
             shutting_down: None,
+            store: store_for_stats,
+            started: Instant::now(),
+            requests: Default::default(),
         })
     }
 
@@ -236,6 +244,37 @@ impl EventLoop {
             Some(Endpoint::Listener(l)) => Some(l),
             _ => None,
         }
+    }
+
+    /// The reply to `stats`: `key=value` lines, then `OK`.
+    fn stats_report(&self) -> Vec<u8> {
+        let (mut legacy, mut text, mut undecided) = (0, 0, 0);
+        for (_, e) in self.endpoints.iter() {
+            if let Endpoint::Client(c) = e {
+                match c.framing {
+                    Some(Framing::Legacy) => legacy += 1,
+                    Some(Framing::Text) => text += 1,
+                    None => undecided += 1,
+                }
+            }
+        }
+        let mut out = format!(
+            "uptime_s={}\nconnections legacy={legacy} text={text} undecided={undecided}\nusers={}\n",
+            self.started.elapsed().as_secs(),
+            self.store.user_count()
+        );
+        let requests: Vec<String> = self.requests.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("requests {}\n", requests.join(" ")));
+        out.push_str(&format!(
+            "raft rm={} role={} term={} leader={} commit={} applied={}\nOK\n",
+            self.cluster.id,
+            self.replica.role(),
+            self.replica.term(),
+            self.replica.leader().map_or("none".to_string(), |l| l.to_string()),
+            self.replica.committed(),
+            self.replica.applied()
+        ));
+        out.into_bytes()
     }
 
     /// SIGTERM or SIGINT: stop accepting, hand leadership over, and let
@@ -426,6 +465,7 @@ impl EventLoop {
                         framing: conn.framing.unwrap_or(Framing::Text),
                         since: Instant::now(),
                     };
+                    *self.requests.entry(request.name()).or_default() += 1;
                     self.dispatch(pending, request, raw);
                     return;
                 }
@@ -434,6 +474,13 @@ impl EventLoop {
                     inline_replies += 1;
                 }
                 Step::NeedMore => return,
+                Step::Stats => {
+                    let reply = self.stats_report();
+                    if let Some(conn) = self.client(token) {
+                        conn.queue(&reply, false);
+                    }
+                    inline_replies += 1;
+                }
                 Step::Rms => {
                     let reply = self.rms_report();
                     if let Some(conn) = self.client(token) {
