@@ -127,18 +127,7 @@ fn chaos_harms_no_well_behaved_client_and_loses_nothing() {
     let sent: u64 = chaos.into_iter().map(|t| t.join().expect("chaos client")).sum();
     assert!(sent > 100, "chaos sent only {sent} requests");
     assert!(server.is_running(), "the server stopped under chaos");
-    let list = server.legacy(&frame(
-        "load_woots_seq",
-        &[simple_record("steady001").as_slice(), b" 100000"].concat(),
-    ));
-    let texts: Vec<String> = list
-        .split(|&b| b == b'\n')
-        .flat_map(|line| {
-            line.chunks(124)
-                .map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).trim().to_string())
-        })
-        .filter(|t| !t.is_empty())
-        .collect();
+    let texts = legacy_woot_texts(&server, "steady001");
     for i in 0..acked {
         assert!(
             texts.contains(&format!("steady woot {i}")),

@@ -79,17 +79,7 @@ fn sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_write() {
     assert!(server.log().contains("shutting down"), "{}", server.log());
     assert!(acked.len() > 5, "too few writes acknowledged: {}", acked.len());
     let server = Server::start(dir.path(), &[]);
-    let list = server.legacy(&frame(
-        "load_woots_seq",
-        &[simple_record("stopper01").as_slice(), b" 10000"].concat(),
-    ));
-    let texts: Vec<String> = list
-        .split(|&b| b == b'\n')
-        .flat_map(|line| {
-            line.chunks(124)
-                .map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).trim().to_string())
-        })
-        .collect();
+    let texts = legacy_woot_texts(&server, "stopper01");
     for w in &acked {
         assert!(texts.contains(w), "acknowledged woot {w} lost");
     }

@@ -321,3 +321,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
 pub fn latin1(s: &str) -> Vec<u8> {
     s.chars().map(|c| c as u32 as u8).collect()
 }
+
+/// The woot texts of `user`, oldest first, read over the legacy framing
+/// (at most 10,000, the server's cap for one reply).
+pub fn legacy_woot_texts(server: &Server, user: &str) -> Vec<String> {
+    let list = server.legacy(&frame(
+        "load_woots_seq",
+        &[simple_record(user).as_slice(), b" 10000"].concat(),
+    ));
+    list.split(|&b| b == b'\n')
+        .flat_map(|line| {
+            line.chunks(124)
+                .map(|w| String::from_utf8_lossy(&w[..w.len().min(100)]).trim().to_string())
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
