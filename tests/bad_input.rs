@@ -129,13 +129,8 @@ fn malformed_frames_get_the_empty_reply_and_a_warning() {
     }
     assert_serving(&mut server);
     // Nothing was stored by any refused request.
-    let check = std::process::Command::new(BIN)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&check.stdout).to_string();
-    assert!(check.status.success(), "{out}");
+    let (clean, out) = check_data(dir.path());
+    assert!(clean, "{out}");
     assert!(out.contains("3 users, 0 follows, 0 woots"), "{out}");
     assert!(
         server.wait_for_log("WARN", Duration::from_secs(5)),

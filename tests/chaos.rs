@@ -135,14 +135,6 @@ fn chaos_harms_no_well_behaved_client_and_loses_nothing() {
         );
     }
     drop(server);
-    let out = std::process::Command::new(BIN)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check after chaos: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (clean, out) = check_data(dir.path());
+    assert!(clean, "check after chaos: {out}");
 }

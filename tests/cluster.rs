@@ -159,13 +159,8 @@ fn converged(dirs: &[&Path], timeout: Duration) -> bool {
 }
 
 fn check_clean(dir: &Path) {
-    let out = std::process::Command::new(BIN).arg("check").arg(dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "check {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (clean, out) = check_data(dir);
+    assert!(clean, "check {}: {out}", dir.display());
 }
 
 #[test]

@@ -197,12 +197,7 @@ fn thirty_two_clients_of_random_operations_leave_consistent_data() {
     }
     std::thread::sleep(Duration::from_millis(100));
     // Counters match the list files, follows are symmetric, fids is right.
-    let check = std::process::Command::new(BIN)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success(), "check failed:\n{out}");
+    let (clean, out) = check_data(dir.path());
+    assert!(clean, "check failed:\n{out}");
     assert!(out.contains(&format!("{} users", CLIENTS * USERS_PER_CLIENT)), "{out}");
 }

@@ -47,11 +47,6 @@ fn wait_exit(server: &mut Server) -> bool {
     false
 }
 
-fn check(dir: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(BIN).arg("check").arg(dir).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn a_write_failing_halfway_stops_the_rm_and_is_finished_once_on_restart() {
     let dir = TempDir::new("fault-data");
@@ -85,11 +80,11 @@ fn a_write_failing_halfway_stops_the_rm_and_is_finished_once_on_restart() {
     assert!(wait_exit(&mut server), "the RM kept running after a failed apply");
     assert!(server.log().contains("stops taking part"), "{}", server.log());
     // Half the op is on disk, and the journal holds all of it.
-    let (clean, out) = check(dir.path());
+    let (clean, out) = check_data(dir.path());
     assert!(!clean, "the cut was not halfway after all: {out}");
     drop(server);
     let server = Server::spawn(&args(dir.path()));
-    let (clean, out) = check(dir.path());
+    let (clean, out) = check_data(dir.path());
     assert!(clean, "restart did not finish the op: {out}");
     let list = server.legacy(&frame(
         "load_following",
@@ -131,6 +126,6 @@ fn a_failing_raft_log_write_stops_the_rm_and_loses_nothing_acknowledged() {
         assert_eq!(reply.len(), 260, "acknowledged user logfault{i:03} is missing");
     }
     drop(server);
-    let (clean, out) = check(dir.path());
+    let (clean, out) = check_data(dir.path());
     assert!(clean, "{out}");
 }

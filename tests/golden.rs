@@ -56,16 +56,8 @@ fn replay_is_byte_identical_and_leaves_identical_files() {
             String::from_utf8_lossy(&got[name])
         );
     }
-    let check = std::process::Command::new(BIN)
-        .arg("check")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (clean, out) = check_data(&data);
+    assert!(clean, "check: {out}");
     // What wooter creates is private: folders 0700, files 0600.
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -84,10 +84,6 @@ fn sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_write() {
         assert!(texts.contains(w), "acknowledged woot {w} lost");
     }
     drop(server);
-    let out = std::process::Command::new(BIN)
-        .arg("check")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (clean, out) = check_data(dir.path());
+    assert!(clean, "{out}");
 }

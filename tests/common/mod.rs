@@ -337,3 +337,14 @@ pub fn legacy_woot_texts(server: &Server, user: &str) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .collect()
 }
+
+/// Runs `wooter check` on a data directory: whether it is clean, and its
+/// report.
+pub fn check_data(dir: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run wooter check");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
