@@ -119,6 +119,9 @@ proptest! {
             PeerFrame::Raft(body.clone()),
             PeerFrame::Forward { req_id: req, framing: 1, request: body.clone() },
             PeerFrame::ForwardReply { req_id: req, index, reply: body.clone() },
+            PeerFrame::SnapshotRequest { index, term: req, offset: rm_id },
+            PeerFrame::SnapshotChunk { index, term: req, offset: rm_id, total: index ^ req, bytes: body.clone() },
+            PeerFrame::SnapshotDone { index, term: req, ok: rm_id % 2 == 0 },
         ] {
             let bytes = frame.encode();
             prop_assert_eq!(parse_frame(&bytes), Ok(Some((frame, bytes.len()))));

@@ -11,9 +11,7 @@ pub mod cluster;
 use std::collections::BTreeMap;
 
 use crate::raft::node::{ClusterConfig, RmAddrs};
-use crate::server::config::{
-    default_workers, ServerConfig, BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_LISTEN, PEER_PORT_OFFSET,
-};
+use crate::server::config::{default_workers, ServerConfig, BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 
 /// A drop-in backend for the Wooter PHP frontend.
 #[derive(Debug, Parser)]
@@ -72,6 +70,15 @@ pub struct ServeArgs {
     /// blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["peers", "rms"])]
     pub cluster: Option<PathBuf>,
+    /// Join a running cluster: ask the member serving clients at this
+    /// address to add this RM (`--id K`, reached at --listen, its link at
+    /// that port + 1000). It starts empty and catches up from a snapshot.
+    #[arg(long, value_name = "IP:PORT", conflicts_with_all = ["peers", "rms", "cluster"], requires = "id")]
+    pub join: Option<SocketAddr>,
+    /// Cut a snapshot (and shorten the raft log) after this many applied
+    /// entries; 0: only when the `snapshot` command asks.
+    #[arg(long, default_value_t = crate::raft::node::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// A file holding the cluster secret RM links authenticate with (one
     /// per line: the first signs, every one is accepted; see
     /// docs/security.md). Give every RM the same file.
@@ -109,14 +116,7 @@ pub struct ServeArgs {
 }
 
 fn rm_addrs(client: SocketAddr) -> Result<RmAddrs, String> {
-    let port = client
-        .port()
-        .checked_add(PEER_PORT_OFFSET)
-        .ok_or_else(|| format!("{client}: the RM link port (port + {PEER_PORT_OFFSET}) is out of range"))?;
-    Ok(RmAddrs {
-        client,
-        peer: SocketAddr::new(client.ip(), port),
-    })
+    RmAddrs::from_client(client)
 }
 
 impl ServeArgs {
@@ -134,6 +134,13 @@ impl ServeArgs {
             );
         }
         let id = match (self.id, self.rms, peers.is_empty()) {
+            (Some(id), None, true) if self.join.is_some() => {
+                let listen = self
+                    .listen
+                    .ok_or_else(|| "--join needs --listen: the client address this RM serves on".to_string())?;
+                rms.insert(id, rm_addrs(listen)?);
+                id
+            }
             (None, None, true) => {
                 let listen = self
                     .listen
@@ -196,6 +203,9 @@ impl ServeArgs {
                 rms,
                 raft_dir,
                 auth,
+                join: self.join,
+                snapshot_every: self.snapshot_every,
+                linked: self.id.is_some(),
             },
             listen,
             data_dir,

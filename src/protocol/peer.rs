@@ -50,6 +50,38 @@ pub enum PeerFrame {
         /// The reply bytes, in the client's framing.
         reply: Vec<u8>,
     },
+    /// A receiver asks for the next chunk of a snapshot file.
+    SnapshotRequest {
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+        /// Where the chunk starts.
+        offset: u64,
+    },
+    /// A chunk of a snapshot file (no bytes and a total of 0: the sender
+    /// no longer has it).
+    SnapshotChunk {
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+        /// Where the chunk starts.
+        offset: u64,
+        /// The whole file's length.
+        total: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The receiver is done with a snapshot: fetched and checked, or not.
+    SnapshotDone {
+        /// The snapshot's index.
+        index: u64,
+        /// The snapshot's term.
+        term: u64,
+        /// Whether it arrived whole and its checksum matched.
+        ok: bool,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -100,6 +132,31 @@ impl PeerFrame {
                 body.extend_from_slice(&index.to_be_bytes());
                 body.extend_from_slice(reply);
             }
+            PeerFrame::SnapshotRequest { index, term, offset } => {
+                body.push(6);
+                for n in [index, term, offset] {
+                    body.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            PeerFrame::SnapshotChunk {
+                index,
+                term,
+                offset,
+                total,
+                bytes,
+            } => {
+                body.push(7);
+                for n in [index, term, offset, total] {
+                    body.extend_from_slice(&n.to_be_bytes());
+                }
+                body.extend_from_slice(bytes);
+            }
+            PeerFrame::SnapshotDone { index, term, ok } => {
+                body.push(8);
+                body.extend_from_slice(&index.to_be_bytes());
+                body.extend_from_slice(&term.to_be_bytes());
+                body.push(u8::from(*ok));
+            }
         }
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -145,6 +202,44 @@ fn forward_reply(input: &[u8]) -> IResult<&[u8], PeerFrame> {
     ))
 }
 
+fn snapshot_request(input: &[u8]) -> IResult<&[u8], PeerFrame> {
+    let (input, index) = be_u64(input)?;
+    let (input, term) = be_u64(input)?;
+    let (input, offset) = be_u64(input)?;
+    Ok((input, PeerFrame::SnapshotRequest { index, term, offset }))
+}
+
+fn snapshot_chunk(input: &[u8]) -> IResult<&[u8], PeerFrame> {
+    let (input, index) = be_u64(input)?;
+    let (input, term) = be_u64(input)?;
+    let (input, offset) = be_u64(input)?;
+    let (bytes, total) = be_u64(input)?;
+    Ok((
+        &[],
+        PeerFrame::SnapshotChunk {
+            index,
+            term,
+            offset,
+            total,
+            bytes: bytes.to_vec(),
+        },
+    ))
+}
+
+fn snapshot_done(input: &[u8]) -> IResult<&[u8], PeerFrame> {
+    let (input, index) = be_u64(input)?;
+    let (input, term) = be_u64(input)?;
+    let (input, ok) = be_u8(input)?;
+    Ok((
+        input,
+        PeerFrame::SnapshotDone {
+            index,
+            term,
+            ok: ok == 1,
+        },
+    ))
+}
+
 /// Parses one frame off the front of `buf`: `Ok(None)` until a whole frame
 /// is there; otherwise the frame and the bytes it used.
 pub fn parse_frame(buf: &[u8]) -> Result<Option<(PeerFrame, usize)>, PeerFrameError> {
@@ -170,10 +265,13 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(PeerFrame, usize)>, PeerFrameEr
                 nonce: payload.to_vec(),
             },
         ),
+        6 => snapshot_request(payload).map_err(|_| PeerFrameError::Malformed("snapshot request"))?,
+        7 => snapshot_chunk(payload).map_err(|_| PeerFrameError::Malformed("snapshot chunk"))?,
+        8 => snapshot_done(payload).map_err(|_| PeerFrameError::Malformed("snapshot done"))?,
         other => return Err(PeerFrameError::UnknownType(other)),
     };
     if !parsed.0.is_empty() {
-        return Err(PeerFrameError::Malformed("hello"));
+        return Err(PeerFrameError::Malformed("frame with trailing bytes"));
     }
     Ok(Some((parsed.1, 4 + len)))
 }
@@ -200,6 +298,23 @@ mod tests {
                 req_id: 9,
                 index: 42,
                 reply: b"OK\n".to_vec(),
+            },
+            PeerFrame::SnapshotRequest {
+                index: 7,
+                term: 2,
+                offset: 1 << 20,
+            },
+            PeerFrame::SnapshotChunk {
+                index: 7,
+                term: 2,
+                offset: 0,
+                total: 3,
+                bytes: vec![1, 2, 3],
+            },
+            PeerFrame::SnapshotDone {
+                index: 7,
+                term: 2,
+                ok: true,
             },
         ];
         for f in frames {

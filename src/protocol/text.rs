@@ -7,7 +7,7 @@ use nom::sequence::{delimited, preceded, tuple};
 use nom::IResult;
 use thiserror::Error;
 
-use crate::command::Request;
+use crate::command::{Admin, Request};
 use crate::storage::layout::ListKind;
 use crate::storage::query::WootOrder;
 use crate::storage::record::{parse_number, trim, Profile, RecordError, Status, UserRecord, Username, Woot};
@@ -31,6 +31,8 @@ pub enum TextCommand {
     Rms,
     /// `stats`: what the server is doing.
     Stats,
+    /// `add_rm`, `remove_rm`, `snapshot`: cluster administration.
+    Admin(Admin),
     /// `test_partition [ID,...]`: drop all RM traffic with these RMs (none:
     /// heal). Only an RM started with `--enable-test-partition` obeys; it is
     /// how the tests cut a cluster in two. Not listed by `help`.
@@ -108,6 +110,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "uptime, connections, requests by command, users, raft state",
     ),
+    (
+        "add_rm",
+        "ID IP:PORT",
+        "add the RM serving clients at IP:PORT (its link at PORT+1000) to the cluster",
+    ),
+    (
+        "remove_rm",
+        "ID",
+        "take an RM out of the cluster (refused if the rest could not make a quorum)",
+    ),
+    (
+        "snapshot",
+        "",
+        "cut a snapshot of this RM's data now and shorten its raft log",
+    ),
     ("help", "", "this list"),
     ("quit", "", "close the connection"),
 ];
@@ -166,6 +183,15 @@ impl<'a> Args<'a> {
         let (rest, w) = word(self.input).map_err(|_| TextError::Usage(self.command, usage(self.command)))?;
         self.input = rest;
         Ok(w)
+    }
+
+    fn rm_id(&mut self) -> Result<u64, TextError> {
+        let word = self.word()?;
+        std::str::from_utf8(word)
+            .ok()
+            .and_then(|w| w.parse::<u64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or(TextError::Usage(self.command, usage(self.command)))
     }
 
     fn optional_word(&mut self) -> Option<&'a [u8]> {
@@ -229,14 +255,30 @@ pub fn parse_line(line: &[u8], now: impl FnOnce() -> Vec<u8>) -> Result<TextComm
     };
     let mut args = Args { command, input };
     let request = match command {
-        "help" | "quit" | "rms" | "stats" => {
+        "help" | "quit" | "rms" | "stats" | "snapshot" => {
             args.end()?;
             return Ok(match command {
                 "help" => TextCommand::Help,
                 "quit" => TextCommand::Quit,
                 "stats" => TextCommand::Stats,
+                "snapshot" => TextCommand::Admin(Admin::Snapshot),
                 _ => TextCommand::Rms,
             });
+        }
+        "add_rm" | "remove_rm" => {
+            let id = args.rm_id()?;
+            let admin = if command == "add_rm" {
+                let addr = args.word()?;
+                let client = std::str::from_utf8(addr)
+                    .ok()
+                    .and_then(|a| a.parse().ok())
+                    .ok_or(TextError::Usage("add_rm", "ID IP:PORT"))?;
+                Admin::AddRm { id, client }
+            } else {
+                Admin::RemoveRm(id)
+            };
+            args.end()?;
+            return Ok(TextCommand::Admin(admin));
         }
         "create_new_user" | "flush_user" => {
             let username = args.username()?;

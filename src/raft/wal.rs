@@ -8,20 +8,32 @@
 //!
 //! Record: `length (u32) | crc32 of the rest (u32) | kind (u8) | payload`.
 //! Kinds: entries (each a `u32` length and a protobuf `Entry`), hard state
-//! (protobuf `HardState`), conf state (protobuf `ConfState`).
+//! (protobuf `HardState`), conf state (protobuf `ConfState`, written by
+//! older versions), members (a conf state and the address book, written
+//! when membership changes) and snapshot (the snapshot the log starts
+//! after: its metadata and address book).
+//!
+//! Compaction rewrites the file: a new one starting with a snapshot
+//! record, then the hard state and the entries after the snapshot, synced
+//! and renamed over the old one, so the log never holds more than what
+//! came after the newest snapshot (plus what arrived since).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
+
+use super::membership::{self, AddressBook};
 
 use crate::storage::files::open_private;
 
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_CONF_STATE: u8 = 3;
+const KIND_MEMBERS: u8 = 4;
+const KIND_SNAPSHOT: u8 = 5;
 /// Largest record accepted on replay.
 const MAX_RECORD: usize = 256 * 1024 * 1024;
 
@@ -35,13 +47,31 @@ pub struct Replayed {
     pub hard_state: Option<HardState>,
     /// The last conf state written.
     pub conf_state: Option<ConfState>,
+    /// The last address book written (with a members or snapshot record).
+    pub book: Option<AddressBook>,
+    /// The snapshot the log starts after, if it was compacted.
+    pub snapshot: Option<SnapshotMetadata>,
     /// Bytes of a torn tail that were cut off.
     pub torn_bytes: u64,
+}
+
+/// What a rewritten log holds besides its snapshot: the state now.
+#[derive(Debug, Clone, Default)]
+pub struct LogState {
+    /// The current membership.
+    pub conf_state: ConfState,
+    /// Every RM's addresses.
+    pub book: AddressBook,
+    /// The current hard state.
+    pub hard_state: HardState,
+    /// Every entry after the snapshot.
+    pub entries: Vec<Entry>,
 }
 
 /// The open log file.
 pub struct Wal {
     file: File,
+    path: PathBuf,
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -77,7 +107,13 @@ impl Wal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
-        Ok((Wal { file }, replayed))
+        Ok((
+            Wal {
+                file,
+                path: path.to_path_buf(),
+            },
+            replayed,
+        ))
     }
 
     fn append_record(&mut self, kind: u8, payload: &[u8], out: &mut Vec<u8>) {
@@ -94,13 +130,7 @@ impl Wal {
     pub fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> io::Result<()> {
         let mut out = Vec::new();
         if !entries.is_empty() {
-            let mut payload = Vec::new();
-            for e in entries {
-                let bytes = e.write_to_bytes().map_err(io::Error::other)?;
-                payload.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                payload.extend(bytes);
-            }
-            self.append_record(KIND_ENTRIES, &payload, &mut out);
+            self.append_record(KIND_ENTRIES, &entries_payload(entries)?, &mut out);
         }
         if let Some(hs) = hard_state {
             let bytes = hs.write_to_bytes().map_err(io::Error::other)?;
@@ -114,14 +144,72 @@ impl Wal {
         self.file.sync_data()
     }
 
-    /// Records the cluster's first membership and syncs it.
-    pub fn persist_conf_state(&mut self, cs: &ConfState) -> io::Result<()> {
+    /// Records the membership (ids and addresses) and syncs it.
+    pub fn persist_members(&mut self, cs: &ConfState, book: &AddressBook) -> io::Result<()> {
         let mut out = Vec::new();
-        let bytes = cs.write_to_bytes().map_err(io::Error::other)?;
-        self.append_record(KIND_CONF_STATE, &bytes, &mut out);
+        self.append_record(KIND_MEMBERS, &members_payload(cs, book)?, &mut out);
+        crate::storage::faults::check("raft-log")?;
         self.file.write_all(&out)?;
         self.file.sync_data()
     }
+
+    /// Replaces the whole log by one that starts after `snapshot`: its
+    /// record, the hard state, then `entries` (those after the snapshot).
+    /// The new file is synced and renamed over the old, so a crash leaves
+    /// one or the other.
+    pub fn rewrite(&mut self, snapshot: &SnapshotMetadata, book: &AddressBook, now: &LogState) -> io::Result<()> {
+        let mut out = Vec::new();
+        let meta = snapshot.write_to_bytes().map_err(io::Error::other)?;
+        let mut payload = (meta.len() as u32).to_be_bytes().to_vec();
+        payload.extend(meta);
+        payload.extend(membership::encode(book));
+        self.append_record(KIND_SNAPSHOT, &payload, &mut out);
+        // Membership may have changed after the snapshot's index.
+        self.append_record(KIND_MEMBERS, &members_payload(&now.conf_state, &now.book)?, &mut out);
+        let (hard_state, entries) = (&now.hard_state, &now.entries);
+        let hs = hard_state.write_to_bytes().map_err(io::Error::other)?;
+        self.append_record(KIND_HARD_STATE, &hs, &mut out);
+        if !entries.is_empty() {
+            self.append_record(KIND_ENTRIES, &entries_payload(entries)?, &mut out);
+        }
+        crate::storage::faults::check("raft-log")?;
+        let fresh = self.path.with_extension("new");
+        let mut file = open_private(&fresh)?;
+        file.set_len(0)?;
+        file.write_all(&out)?;
+        file.sync_all()?;
+        std::fs::rename(&fresh, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        self.file = file;
+        Ok(())
+    }
+}
+
+fn members_payload(cs: &ConfState, book: &AddressBook) -> io::Result<Vec<u8>> {
+    let cs = cs.write_to_bytes().map_err(io::Error::other)?;
+    let mut payload = (cs.len() as u32).to_be_bytes().to_vec();
+    payload.extend(cs);
+    payload.extend(membership::encode(book));
+    Ok(payload)
+}
+
+fn entries_payload(entries: &[Entry]) -> io::Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    for e in entries {
+        let bytes = e.write_to_bytes().map_err(io::Error::other)?;
+        payload.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        payload.extend(bytes);
+    }
+    Ok(payload)
+}
+
+/// Splits a `u32`-length-prefixed protobuf from the text after it.
+fn split_prefixed(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    Some((payload.get(4..4 + len)?, payload.get(4 + len..)?))
 }
 
 /// Adds one checksummed record to `replayed`; false if it cannot be read.
@@ -159,6 +247,35 @@ fn apply_record(body: &[u8], replayed: &mut Replayed) -> bool {
             }
             Err(_) => false,
         },
+        KIND_MEMBERS => {
+            let Some((cs, book)) = split_prefixed(payload) else {
+                return false;
+            };
+            match (ConfState::parse_from_bytes(cs), membership::decode(book)) {
+                (Ok(cs), Ok(book)) => {
+                    replayed.conf_state = Some(cs);
+                    replayed.book = Some(book);
+                    true
+                }
+                _ => false,
+            }
+        }
+        KIND_SNAPSHOT => {
+            let Some((meta, book)) = split_prefixed(payload) else {
+                return false;
+            };
+            match (SnapshotMetadata::parse_from_bytes(meta), membership::decode(book)) {
+                (Ok(meta), Ok(book)) => {
+                    // Everything before it is in the snapshot.
+                    replayed.entries.clear();
+                    replayed.conf_state = Some(meta.get_conf_state().clone());
+                    replayed.book = Some(book);
+                    replayed.snapshot = Some(meta);
+                    true
+                }
+                _ => false,
+            }
+        }
         _ => false,
     }
 }
@@ -206,6 +323,62 @@ mod tests {
         assert_eq!(replayed.entries.len(), 2);
         assert_eq!(replayed.entries[1][0].term, 2);
         assert_eq!(replayed.hard_state.unwrap().term, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewrite_starts_the_log_after_its_snapshot() {
+        let dir = std::env::temp_dir().join(format!("wooter-wal-rewrite-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let mut book = AddressBook::new();
+        book.insert(
+            2,
+            membership::RmAddrs::from_client("127.0.0.1:7000".parse().unwrap()).unwrap(),
+        );
+        {
+            let (mut wal, _) = Wal::open(&path).unwrap();
+            wal.persist(&[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")], None)
+                .unwrap();
+            let mut meta = SnapshotMetadata {
+                index: 2,
+                term: 1,
+                ..Default::default()
+            };
+            meta.mut_conf_state().voters = vec![2];
+            let hs = HardState {
+                term: 1,
+                commit: 3,
+                ..Default::default()
+            };
+            let now = LogState {
+                conf_state: ConfState {
+                    voters: vec![2, 3],
+                    ..Default::default()
+                },
+                book: book.clone(),
+                hard_state: hs,
+                entries: vec![entry(3, 1, b"c")],
+            };
+            wal.rewrite(&meta, &book, &now).unwrap();
+            wal.persist(&[entry(4, 1, b"d")], None).unwrap();
+        }
+        let (_, replayed) = Wal::open(&path).unwrap();
+        assert_eq!(replayed.snapshot.as_ref().map(|m| m.index), Some(2));
+        assert_eq!(replayed.book, Some(book));
+        assert_eq!(
+            replayed.snapshot.as_ref().map(|m| m.get_conf_state().voters.clone()),
+            Some(vec![2])
+        );
+        assert_eq!(
+            replayed.conf_state.map(|c| c.voters),
+            Some(vec![2, 3]),
+            "the membership after it wins"
+        );
+        let indexes: Vec<u64> = replayed.entries.iter().flatten().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![3, 4]);
+        assert_eq!(replayed.hard_state.map(|h| h.commit), Some(3));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

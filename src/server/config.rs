@@ -12,7 +12,7 @@ pub const DEFAULT_DATA_DIR: &str = "./wooter-data";
 /// (the old server's `PORT_PRIM + k`).
 pub const BASE_PORT: u16 = 13090;
 /// An RM's link port is its client port plus this.
-pub const PEER_PORT_OFFSET: u16 = 1000;
+pub const PEER_PORT_OFFSET: u16 = crate::raft::membership::PEER_PORT_OFFSET;
 
 /// Settings of one server.
 #[derive(Debug, Clone)]

@@ -44,6 +44,14 @@ pub enum Step {
     Rms,
     /// `stats`: answered by the loop from its counters.
     Stats,
+    /// `add_rm`, `remove_rm`, `snapshot`: handled by the loop and raft;
+    /// `raw` is the line, for forwarding to the leader.
+    Admin {
+        /// The command.
+        admin: crate::command::Admin,
+        /// The client's line.
+        raw: Vec<u8>,
+    },
     /// The test-only partition switch (see `TextCommand::TestPartition`).
     TestPartition(Vec<u64>),
     /// Close now; the reason is for the log (`None`: an ordinary end).
@@ -326,6 +334,7 @@ impl Connection {
                 Ok(TextCommand::TestPartition(ids)) => return Step::TestPartition(ids),
                 Ok(TextCommand::Rms) => return Step::Rms,
                 Ok(TextCommand::Stats) => return Step::Stats,
+                Ok(TextCommand::Admin(admin)) => return Step::Admin { admin, raw: line },
                 Err(e) => {
                     let mut bytes = Vec::new();
                     text::encode_error(&mut bytes, e.kind(), &e.to_string());

@@ -22,9 +22,10 @@ use super::config::ServerConfig;
 use super::connection::{Connection, Step};
 use super::peer_link::PeerLink;
 use super::replication::{Pending, ReplicationState};
+use super::snapshot_transfer::Transfers;
 use super::workers::{Completion, Job, Origin, WorkerPool};
 use crate::protocol::Framing;
-use crate::raft::node::{ClusterConfig, RaftError, Replica};
+use crate::raft::node::{ClusterConfig, RaftError, Recovered, Replica};
 use crate::storage::Store;
 
 /// The waker's token; slab keys never reach it.
@@ -87,6 +88,14 @@ pub struct EventLoop {
     requests: std::collections::BTreeMap<&'static str, u64>,
     /// Set by SIGTERM or SIGINT: no new connections, finish what is in flight.
     shutting_down: Option<Instant>,
+    /// The RM-link listener, once bound.
+    peer_listener: Option<Token>,
+    /// Snapshot files on their way to or from other RMs.
+    pub(super) transfers: Transfers,
+    /// Set once this RM is a member: the `--join` thread stops asking.
+    pub(super) joined: Arc<std::sync::atomic::AtomicBool>,
+    /// Members' addresses the `--join` thread learned.
+    pub(super) join_learned: super::join::Learned,
 }
 
 impl EventLoop {
@@ -96,12 +105,14 @@ impl EventLoop {
         cluster: ClusterConfig,
         store: Arc<Store>,
         applied: u64,
+        recovered: Recovered,
     ) -> Result<EventLoop, RaftError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let workers = WorkerPool::start(config.workers, store.clone(), waker.clone())?;
         let store_for_stats = store.clone();
-        let replica = Replica::start(&cluster, store, applied, waker)?;
+        let transfers = Transfers::start(waker.clone())?;
+        let replica = Replica::start(&cluster, store, applied, waker, recovered)?;
         let mut signals =
             signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -113,20 +124,14 @@ impl EventLoop {
         poll.registry()
             .register(&mut listener, listener_token, Interest::READABLE)?;
         entry.insert(Endpoint::Listener(listener));
-        if cluster.rms.len() > 1 {
-            let me = cluster.rms.get(&cluster.id).map(|a| a.peer).ok_or_else(|| {
-                RaftError::Log(io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "this RM's id is not in the cluster list",
-                ))
-            })?;
-            let mut peer_listener = TcpListener::bind(me)?;
-            let entry = endpoints.vacant_entry();
-            poll.registry()
-                .register(&mut peer_listener, Token(entry.key()), Interest::READABLE)?;
-            entry.insert(Endpoint::PeerListener(peer_listener));
+        let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let join_learned = super::join::Learned::default();
+        if let Some(member) = cluster.join {
+            if !replica.is_member(cluster.id) {
+                super::join::spawn(cluster.id, local_addr, member, joined.clone(), join_learned.clone())?;
+            }
         }
-        Ok(EventLoop {
+        let mut event_loop = EventLoop {
             poll,
             endpoints,
             workers,
@@ -149,7 +154,37 @@ impl EventLoop {
             store: store_for_stats,
             started: Instant::now(),
             requests: Default::default(),
-        })
+            peer_listener: None,
+            transfers,
+            joined,
+            join_learned,
+        };
+        event_loop.ensure_peer_listener()?;
+        Ok(event_loop)
+    }
+
+    /// Binds the RM-link listener once this RM is part of a cluster (or
+    /// may become one: started with `--id`), at its address in the book.
+    pub(super) fn ensure_peer_listener(&mut self) -> io::Result<()> {
+        if self.peer_listener.is_some() || !(self.cluster.linked || self.replica.book().len() > 1) {
+            return Ok(());
+        }
+        let me = self
+            .replica
+            .book()
+            .get(&self.cluster.id)
+            .map(|a| a.peer)
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "this RM's id is not in the cluster list"))?;
+        let mut listener = TcpListener::bind(me)?;
+        let entry = self.endpoints.vacant_entry();
+        let token = Token(entry.key());
+        self.poll
+            .registry()
+            .register(&mut listener, token, Interest::READABLE)?;
+        entry.insert(Endpoint::PeerListener(listener));
+        self.peer_listener = Some(token);
+        log::info!("RM links accepted on {me}");
+        Ok(())
     }
 
     /// The address the client listener is bound to (useful with port 0).
@@ -186,8 +221,11 @@ impl EventLoop {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.deliver_completions(),
-                    SIGNALS => self.begin_shutdown(),
+                    WAKER => {
+                        self.deliver_completions();
+                        self.deliver_snapshot_io();
+                    }
+                    SIGNALS => self.on_signal(),
                     token => self.handle_event(token, event),
                 }
             }
@@ -207,7 +245,8 @@ impl EventLoop {
             self.drive_raft()?;
             self.follow_leadership();
             if Instant::now() >= next_tick {
-                self.replica.compact();
+                let hold = self.transfers.hold();
+                self.replica.compact(hold);
                 self.close_quiet_connections();
                 next_tick = Instant::now() + TICK;
             }
@@ -266,25 +305,35 @@ impl EventLoop {
         let requests: Vec<String> = self.requests.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("requests {}\n", requests.join(" ")));
         out.push_str(&format!(
-            "raft rm={} role={} term={} leader={} commit={} applied={}\nOK\n",
+            "raft rm={} role={} term={} leader={} commit={} applied={} log_first={} log_last={} snapshot={}\nOK\n",
             self.cluster.id,
             self.replica.role(),
             self.replica.term(),
             self.replica.leader().map_or("none".to_string(), |l| l.to_string()),
             self.replica.committed(),
-            self.replica.applied()
+            self.replica.applied(),
+            self.replica.first_index(),
+            self.replica.last_index(),
+            self.replica.snapshot_index()
         ));
         out.into_bytes()
     }
 
-    /// SIGTERM or SIGINT: stop accepting, hand leadership over, and let
-    /// the loop run until the requests in flight are answered.
-    fn begin_shutdown(&mut self) {
+    /// SIGTERM or SIGINT: shut down.
+    fn on_signal(&mut self) {
         let signals: Vec<i32> = self.signals.pending().collect();
-        if signals.is_empty() || self.shutting_down.is_some() {
+        if !signals.is_empty() {
+            self.begin_shutdown(&format!("signal {signals:?}"));
+        }
+    }
+
+    /// Stops accepting, hands leadership over, and lets the loop run until
+    /// the requests in flight are answered.
+    pub(super) fn begin_shutdown(&mut self, why: &str) {
+        if self.shutting_down.is_some() {
             return;
         }
-        log::info!("shutting down (signal {signals:?}): no new connections; finishing what is in flight");
+        log::info!("shutting down ({why}): no new connections; finishing what is in flight");
         self.shutting_down = Some(Instant::now());
         self.endpoints.remove(self.listener.0);
         if let Some(p) = self.primary.take() {
@@ -480,6 +529,19 @@ impl EventLoop {
                         conn.queue(&reply, false);
                     }
                     inline_replies += 1;
+                }
+                Step::Admin { admin, raw } => {
+                    conn.waiting = true;
+                    let pending = Pending {
+                        origin: Origin::Client {
+                            token,
+                            serial: conn.serial,
+                        },
+                        framing: Framing::Text,
+                        since: Instant::now(),
+                    };
+                    self.admin(pending, admin, raw);
+                    return;
                 }
                 Step::Rms => {
                     let reply = self.rms_report();

@@ -4,14 +4,20 @@
 //! - [`config`]: addresses, directories and limits;
 //! - [`event_loop`]: the `mio` poll loop and its slab of sockets;
 //! - [`connection`]: one client's buffers and framing;
-//! - [`workers`]: the pool that runs requests against the store.
+//! - [`workers`]: the pool that runs requests against the store;
+//! - [`replication`]: how requests travel through raft, and the RM links
+//!   ([`peer_link`], authenticated by [`link_auth`]);
+//! - [`snapshot_transfer`]: snapshot files moved between RMs;
+//! - [`join`]: a new RM asking to be added (`--join`).
 
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod join;
 pub mod link_auth;
 pub mod peer_link;
 pub mod replication;
+pub mod snapshot_transfer;
 pub mod workers;
 
 use std::sync::Arc;
@@ -80,7 +86,7 @@ fn raise_open_file_limit(max_connections: usize) {
 /// until the process ends.
 pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeError> {
     let opened = std::time::Instant::now();
-    crate::storage::create_private_dir(&cluster.raft_dir)?;
+    let recovered = crate::raft::node::recover(&cluster, &config.data_dir)?;
     let (store, applied) =
         Store::open_logged(&config.data_dir, &cluster.raft_dir.join("apply.journal")).map_err(|source| {
             ServeError::Store {
@@ -99,7 +105,7 @@ pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeEr
     let rm = cluster.id;
     let size = cluster.rms.len();
     let secret = cluster.auth.enabled();
-    let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied)?;
+    let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied, recovered)?;
     log::info!(
         "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers, RM {rm} of {size}, applied index {applied}",
         event_loop.local_addr(),

@@ -25,15 +25,19 @@ use raft::eraftpb::Message;
 use super::event_loop::{Endpoint, EventLoop};
 use super::peer_link::PeerLink;
 use super::workers::Origin;
-use crate::command::Request;
+use crate::command::{Admin, Request};
 use crate::protocol::legacy::{self, LegacyRequest};
 use crate::protocol::peer::PeerFrame;
 use crate::protocol::text::{self, TextCommand};
 use crate::protocol::Framing;
 use crate::raft::node::RaftError;
+use crate::raft::node::{MembershipChange, RmAddrs};
 
 /// How long to wait before dialling a peer again.
 const REDIAL: Duration = Duration::from_millis(300);
+/// A peer heard from within this is live, for the quorum check of
+/// `remove_rm`.
+const LIVE: Duration = Duration::from_secs(2);
 
 /// A request waiting for something: raft, the leader, or this RM's apply.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +71,12 @@ pub struct ReplicationState {
     redial_at: HashMap<u64, Instant>,
     /// RMs whose traffic is dropped (the test-only partition switch).
     blocked: std::collections::HashSet<u64>,
+    /// Membership changes proposed here: the request, and what to answer.
+    admin: HashMap<u64, (Pending, String)>,
+    /// `snapshot` commands waiting for the applier.
+    snapshot_waiters: Vec<Pending>,
+    /// When each RM last sent a raft message.
+    last_heard: HashMap<u64, Instant>,
 }
 
 /// The reply to a request that could not reach a leader in time.
@@ -110,12 +120,15 @@ impl EventLoop {
         let leader = self.replica.leader();
         let progress = self.replica.progress();
         let last = self.replica.last_index();
+        let cs = self.replica.conf_state();
         let mut out = String::new();
-        for (id, addrs) in &self.cluster.rms {
+        for (id, addrs) in self.replica.book() {
             let role = match (leader == Some(*id), *id == self.cluster.id) {
                 (true, _) => "leader",
                 (false, true) => self.replica.role(),
-                _ => "follower",
+                _ if cs.learners.contains(id) => "learner",
+                _ if cs.voters.contains(id) => "follower",
+                _ => "joining",
             };
             out.push_str(&format!(
                 "rm={id} client={} link={} role={role}",
@@ -129,10 +142,11 @@ impl EventLoop {
             }
             if *id == self.cluster.id {
                 out.push_str(&format!(
-                    " self=yes term={} commit={} applied={}",
+                    " self=yes term={} commit={} applied={} snapshot={}",
                     self.replica.term(),
                     self.replica.committed(),
-                    self.replica.applied()
+                    self.replica.applied(),
+                    self.replica.snapshot_index()
                 ));
             }
             match progress.as_ref().and_then(|p| p.iter().find(|(m, _)| m == id)) {
@@ -147,10 +161,67 @@ impl EventLoop {
         out.into_bytes()
     }
 
+    /// `add_rm`, `remove_rm` and `snapshot`. Membership changes are the
+    /// leader's: a follower forwards them, and the answer comes once the
+    /// change is applied.
+    pub(super) fn admin(&mut self, pending: Pending, admin: Admin, raw: Vec<u8>) {
+        let change = match admin {
+            Admin::Snapshot => {
+                self.repl.snapshot_waiters.push(pending);
+                self.replica.request_snapshot();
+                return;
+            }
+            Admin::AddRm { id, client } => match RmAddrs::from_client(client) {
+                Ok(addrs) => MembershipChange::Add(id, addrs),
+                Err(e) => return self.admin_error(pending, "invalid", &e),
+            },
+            Admin::RemoveRm(id) => MembershipChange::Remove(id),
+        };
+        if !self.replica.is_leader() {
+            let from_peer = matches!(pending.origin, Origin::Peer { .. });
+            match self.replica.leader() {
+                Some(leader) if !from_peer && leader != self.replica.id() && self.forward(leader, pending, &raw) => {}
+                _ => self.admin_error(pending, "unavailable", "no leader to take the change; try again"),
+            }
+            return;
+        }
+        let heard = &self.repl.last_heard;
+        let alive = |id: u64| heard.get(&id).is_some_and(|t| t.elapsed() < LIVE);
+        match self.replica.propose_membership(change, alive) {
+            Ok(number) => {
+                let done = match change {
+                    MembershipChange::Add(id, _) => {
+                        format!("rm {id} added as a learner; it becomes a voter once it has caught up\nOK\n")
+                    }
+                    MembershipChange::Remove(id) => format!("rm {id} removed\nOK\n"),
+                };
+                log::info!("membership change proposed: {change:?}");
+                self.repl.admin.insert(number, (pending, done));
+            }
+            Err(why) if why == "already a member" => {
+                self.respond(pending.origin, b"already a member\nOK\n".to_vec(), 0);
+            }
+            Err(why) => {
+                if matches!(change, MembershipChange::Remove(id) if id == self.replica.id()) {
+                    if let Some(to) = self.replica.transfer_leadership() {
+                        log::info!("asked to remove the leader: handing leadership to RM {to}");
+                    }
+                }
+                self.admin_error(pending, "refused", &why);
+            }
+        }
+    }
+
+    fn admin_error(&mut self, pending: Pending, kind: &str, why: &str) {
+        let mut out = Vec::new();
+        text::encode_error(&mut out, kind, why);
+        self.respond(pending.origin, out, 0);
+    }
+
     /// Routes a parsed request from a client or a peer.
     pub(super) fn dispatch(&mut self, pending: Pending, request: Request, raw: Vec<u8>) {
         let from_peer = matches!(pending.origin, Origin::Peer { .. });
-        let single = self.cluster.rms.len() == 1;
+        let single = self.replica.is_single();
         match request {
             Request::Query(query) if single || (self.config.stale_reads && !from_peer) => {
                 self.run_query(pending, query);
@@ -182,7 +253,7 @@ impl EventLoop {
 
     /// Hands a request to the leader; false if the link to it is down
     /// (the request then waits for a leader, as with none known).
-    fn forward(&mut self, leader: u64, pending: Pending, raw: &[u8]) -> bool {
+    pub(super) fn forward(&mut self, leader: u64, pending: Pending, raw: &[u8]) -> bool {
         self.repl.next_forward += 1;
         let req_id = self.repl.next_forward;
         let framing = u8::from(pending.framing == Framing::Text);
@@ -217,6 +288,28 @@ impl EventLoop {
         for msg in out.messages {
             self.send_raft(msg);
         }
+        if out.membership_changed {
+            self.membership_changed();
+        }
+        if let Some((index, term, bytes)) = out.snapshot_built {
+            let reply = format!("snapshot index={index} term={term} bytes={bytes}\nOK\n");
+            for p in std::mem::take(&mut self.repl.snapshot_waiters) {
+                self.respond(p.origin, reply.clone().into_bytes(), 0);
+            }
+        }
+        if out.snapshot_skipped {
+            let reply = format!(
+                "snapshot index={} (nothing applied since the last one)\nOK\n",
+                self.replica.snapshot_index()
+            );
+            for p in std::mem::take(&mut self.repl.snapshot_waiters) {
+                self.respond(p.origin, reply.clone().into_bytes(), 0);
+            }
+        }
+        if out.removed {
+            log::warn!("this RM was removed from the cluster: it stops");
+            self.begin_shutdown("removed from the cluster");
+        }
         for (id, index) in out.reads {
             if let Some((pending, query)) = self.repl.reads.remove(&id) {
                 self.repl.reads_to_apply.push((index, pending, query));
@@ -225,6 +318,10 @@ impl EventLoop {
         for applied in out.applied {
             let Some((rm, number)) = applied.proposal else { continue };
             if rm != self.replica.id() {
+                continue;
+            }
+            if let Some((pending, reply)) = self.repl.admin.remove(&number) {
+                self.respond(pending.origin, reply.into_bytes(), applied.index);
                 continue;
             }
             let (Some(pending), Some(result)) = (self.repl.writes.remove(&number), applied.result) else {
@@ -294,8 +391,27 @@ impl EventLoop {
                 false
             }
         });
+        self.repl.admin.retain(|_, (p, _)| {
+            !expired(p) || {
+                lost.push(*p);
+                false
+            }
+        });
         for p in lost {
             self.respond(p.origin, unavailable(p.framing), 0);
+        }
+        if let Some(id) = self.replica.promote_caught_up_learner() {
+            log::info!("promoting learner RM {id}");
+        }
+        self.snapshot_tick();
+        let learned: Vec<(u64, RmAddrs)> =
+            std::mem::take(&mut *self.join_learned.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        for (id, a) in learned {
+            if !self.replica.book().contains_key(&id) {
+                self.transfers.learned.insert(id, a);
+            }
         }
         self.dial_peers();
     }
@@ -318,9 +434,10 @@ impl EventLoop {
             self.drop_peer(token, "dial did not connect within 1 s");
         }
         let peers: Vec<(u64, std::net::SocketAddr)> = self
-            .cluster
-            .rms
+            .replica
+            .book()
             .iter()
+            .chain(self.transfers.learned.iter())
             .filter(|(id, _)| **id != self.cluster.id && !self.repl.outbound.contains_key(id))
             .filter(|(id, _)| self.repl.redial_at.get(id).is_none_or(|t| now >= *t))
             .map(|(id, a)| (*id, a.peer))
@@ -479,19 +596,25 @@ impl EventLoop {
                 .peer_addr()
                 .map_or("an unknown address".to_string(), |a| a.to_string());
             return match frame {
+                // Anyone holding the cluster secret may link, member or not
+                // yet: a new RM is linked to by the leader before it knows
+                // it is a member.
                 PeerFrame::Hello { rm_id, mac }
-                    if rm_id != self.cluster.id
-                        && self.cluster.rms.contains_key(&rm_id)
-                        && self.cluster.auth.verify(&link.nonce, rm_id, &mac) =>
+                    if rm_id != self.cluster.id && self.cluster.auth.verify(&link.nonce, rm_id, &mac) =>
                 {
                     link.rm_id = Some(rm_id);
                     link.nonce.clear();
-                    log::info!("RM link from RM {rm_id} ({peer}) accepted");
+                    let member = if self.replica.is_member(rm_id) {
+                        ""
+                    } else {
+                        " (not a member yet)"
+                    };
+                    log::info!("RM link from RM {rm_id} ({peer}) accepted{member}");
                     true
                 }
                 PeerFrame::Hello { rm_id, .. } => {
                     log::warn!(
-                        "RM link from {peer}: refused a hello as RM {rm_id} (not a member, or a wrong or missing secret)"
+                        "RM link from {peer}: refused a hello as RM {rm_id} (a wrong or missing secret, or this RM's own id)"
                     );
                     false
                 }
@@ -511,7 +634,17 @@ impl EventLoop {
             PeerFrame::Hello { .. } | PeerFrame::Challenge { .. } => false,
             PeerFrame::Raft(bytes) => match Message::parse_from_bytes(&bytes) {
                 Ok(msg) if msg.from == from => {
-                    self.replica.step(msg);
+                    self.repl.last_heard.insert(from, Instant::now());
+                    if super::snapshot_transfer::is_snapshot(&msg) {
+                        self.snapshot_received(msg);
+                    } else if msg.get_msg_type() == raft::eraftpb::MessageType::MsgAppend
+                        && self.replica.awaits_first_snapshot()
+                    {
+                        let ask = self.replica.snapshot_request_for(&msg);
+                        self.send_raft(ask);
+                    } else {
+                        self.replica.step(msg);
+                    }
                     true
                 }
                 Ok(msg) => {
@@ -538,6 +671,24 @@ impl EventLoop {
                 }
                 true
             }
+            PeerFrame::SnapshotRequest { index, term, offset } => {
+                self.snapshot_requested(from, index, term, offset);
+                true
+            }
+            PeerFrame::SnapshotChunk {
+                index,
+                term,
+                offset,
+                total,
+                bytes,
+            } => {
+                self.snapshot_chunk(from, index, term, offset, total, bytes);
+                true
+            }
+            PeerFrame::SnapshotDone { index, ok, .. } => {
+                self.snapshot_done(from, index, ok);
+                true
+            }
         }
     }
 
@@ -559,14 +710,45 @@ impl EventLoop {
                 _ => None,
             },
         };
+        if framing == Framing::Text {
+            if let Ok(TextCommand::Admin(admin)) = text::parse_line(&raw, text::local_timestamp) {
+                return self.admin(pending, admin, raw);
+            }
+        }
         match request {
             Some(request) => self.dispatch(pending, request, raw),
             None => self.respond(pending.origin, unavailable(framing), 0),
         }
     }
 
+    /// Membership changed: bind the link listener if this RM now has
+    /// company, stop dialling RMs that left, note a completed join.
+    fn membership_changed(&mut self) {
+        if let Err(e) = self.ensure_peer_listener() {
+            log::error!("cannot listen for RM links: {e}");
+        }
+        if self.replica.is_member(self.cluster.id) {
+            self.joined.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let book = self.replica.book().clone();
+        self.transfers.learned.retain(|id, _| !book.contains_key(id));
+        let gone: Vec<Token> = self
+            .repl
+            .outbound
+            .iter()
+            .filter(|(id, _)| !book.contains_key(id) && !self.transfers.fetching_from(**id))
+            .map(|(_, t)| *t)
+            .collect();
+        for token in gone {
+            self.drop_peer(token, "no longer a member");
+        }
+    }
+
     fn send_raft(&mut self, msg: Message) {
         let to = msg.to;
+        if super::snapshot_transfer::is_snapshot(&msg) {
+            self.snapshot_sent(&msg);
+        }
         match msg.write_to_bytes() {
             Ok(bytes) => {
                 if !self.send_to_peer(to, &PeerFrame::Raft(bytes)) {
@@ -578,7 +760,7 @@ impl EventLoop {
     }
 
     /// Queues a frame on the outbound link to `rm`; false if there is none.
-    fn send_to_peer(&mut self, rm: u64, frame: &PeerFrame) -> bool {
+    pub(super) fn send_to_peer(&mut self, rm: u64, frame: &PeerFrame) -> bool {
         let Some(&token) = self.repl.outbound.get(&rm) else {
             return false;
         };
@@ -608,5 +790,8 @@ fn frame_kind(frame: &PeerFrame) -> &'static str {
         PeerFrame::Raft(_) => "a raft message",
         PeerFrame::Forward { .. } => "a forwarded request",
         PeerFrame::ForwardReply { .. } => "a forwarded reply",
+        PeerFrame::SnapshotRequest { .. } => "a snapshot request",
+        PeerFrame::SnapshotChunk { .. } => "a snapshot chunk",
+        PeerFrame::SnapshotDone { .. } => "a snapshot outcome",
     }
 }

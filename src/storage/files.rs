@@ -140,6 +140,14 @@ impl DataFiles {
         }
     }
 
+    /// Forgets every cached handle (the files were replaced by others of
+    /// the same names).
+    pub fn forget_handles(&self) {
+        for shard in &self.handles {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -69,6 +69,15 @@ pub struct Store {
     /// The log index of the op being applied by [`Store::apply_logged`]
     /// (0: none; the applier is the only caller, one op at a time).
     applying: AtomicU64,
+    /// Queries hold it shared; swapping in a snapshot holds it alone, so
+    /// no query sees half of the old directory and half of the new.
+    swap: RwLock<()>,
+}
+
+/// The username index and record cache built from the user files.
+struct Index {
+    catalog: Catalog,
+    records: Vec<Option<Box<[u8]>>>,
 }
 
 /// A position in a follow list, and what it holds.
@@ -86,52 +95,7 @@ impl Store {
             create_private_dir(&root.join(folder))?;
         }
         let files = DataFiles::new(root);
-        let mut catalog = Catalog::default();
-        let mut records = Vec::new();
-        for row in user_file_rows(root)? {
-            let Some(bytes) = files.read_all(FileId::Users(row))? else {
-                continue;
-            };
-            catalog.ensure_rows(row + 1);
-            if bytes.len() < USER_LINE * layout::SLOTS_PER_ROW as usize {
-                log::warn!(
-                    "users/u_{row}.txt is {} bytes, not 2600: its missing end will be completed blank",
-                    bytes.len()
-                );
-            }
-            for (slot, line) in bytes.chunks(USER_LINE).enumerate().take(layout::SLOTS_PER_ROW as usize) {
-                let id = row * layout::SLOTS_PER_ROW + slot as u32;
-                match UserRecord::decode(line) {
-                    Ok(Some(user)) => {
-                        if records.len() <= id as usize {
-                            records.resize(id as usize + 1, None);
-                        }
-                        records[id as usize] = Some(line[..RECORD_LEN].into());
-                        if !catalog.insert(&user.username, id) {
-                            log::warn!(
-                                "user file row {row}: username {} at id {id} is already used; the first is served",
-                                user.username.display()
-                            );
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => log::warn!("user file row {row} slot {slot}: unreadable record ({e}); slot left alone"),
-                }
-            }
-        }
-        for row in 0..catalog.rows() {
-            if !files.exists(FileId::Users(row)) {
-                log::warn!("users/u_{row}.txt is missing: row {row} is served as empty");
-            }
-        }
-        if let Some(fids) = files.read_all(FileId::Fids)? {
-            let digits = fids
-                .chunks(2)
-                .take(catalog.rows() as usize)
-                .map(|pair| pair.first().filter(|d| d.is_ascii_digit()).map(|d| d - b'0'))
-                .collect();
-            catalog.set_fids(digits);
-        }
+        let Index { catalog, records } = build_index(root, &files)?;
         Ok(Store {
             files,
             catalog: RwLock::new(catalog),
@@ -139,9 +103,88 @@ impl Store {
             records: RwLock::new(records),
             journal: None,
             applying: AtomicU64::new(0),
+            swap: RwLock::new(()),
         })
     }
 
+    /// Replaces the data directory's five folders by running `swap_in`
+    /// (the renames of a staged snapshot), with every query held off, then
+    /// rebuilds the index and records `index` as applied. Only the applier
+    /// calls it, between ops.
+    pub fn install(&self, index: u64, swap_in: impl FnOnce() -> std::io::Result<()>) -> Result<(), StoreError> {
+        let _alone = self.swap.write();
+        swap_in()?;
+        self.files.forget_handles();
+        let Index { catalog, records } = build_index(self.files.root(), &self.files)?;
+        *self.catalog.write() = catalog;
+        *self.records.write() = records;
+        if let Some(journal) = &self.journal {
+            journal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(index, &files::WriteSet::default())?;
+        }
+        Ok(())
+    }
+
+    /// Holds off a snapshot swap while a query runs.
+    pub(crate) fn reading(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.swap.read()
+    }
+}
+
+/// Reads every user file into the username index and record cache.
+fn build_index(root: &Path, files: &DataFiles) -> Result<Index, StoreError> {
+    let mut catalog = Catalog::default();
+    let mut records = Vec::new();
+    for row in user_file_rows(root)? {
+        let Some(bytes) = files.read_all(FileId::Users(row))? else {
+            continue;
+        };
+        catalog.ensure_rows(row + 1);
+        if bytes.len() < USER_LINE * layout::SLOTS_PER_ROW as usize {
+            log::warn!(
+                "users/u_{row}.txt is {} bytes, not 2600: its missing end will be completed blank",
+                bytes.len()
+            );
+        }
+        for (slot, line) in bytes.chunks(USER_LINE).enumerate().take(layout::SLOTS_PER_ROW as usize) {
+            let id = row * layout::SLOTS_PER_ROW + slot as u32;
+            match UserRecord::decode(line) {
+                Ok(Some(user)) => {
+                    if records.len() <= id as usize {
+                        records.resize(id as usize + 1, None);
+                    }
+                    records[id as usize] = Some(line[..RECORD_LEN].into());
+                    if !catalog.insert(&user.username, id) {
+                        log::warn!(
+                            "user file row {row}: username {} at id {id} is already used; the first is served",
+                            user.username.display()
+                        );
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("user file row {row} slot {slot}: unreadable record ({e}); slot left alone"),
+            }
+        }
+    }
+    for row in 0..catalog.rows() {
+        if !files.exists(FileId::Users(row)) {
+            log::warn!("users/u_{row}.txt is missing: row {row} is served as empty");
+        }
+    }
+    if let Some(fids) = files.read_all(FileId::Fids)? {
+        let digits = fids
+            .chunks(2)
+            .take(catalog.rows() as usize)
+            .map(|pair| pair.first().filter(|d| d.is_ascii_digit()).map(|d| d - b'0'))
+            .collect();
+        catalog.set_fids(digits);
+    }
+    Ok(Index { catalog, records })
+}
+
+impl Store {
     /// Opens the data directory of a replicated RM: first finishes the op a
     /// crash may have interrupted (from the journal at `journal_path`), then
     /// opens as [`Store::open`] does. Returns the store and the log index of

@@ -77,6 +77,7 @@ impl Query {
 impl Store {
     /// Runs one query.
     pub fn query(&self, query: &Query) -> Result<Answer, StoreError> {
+        let _not_swapping = self.reading();
         match query {
             Query::ReadUser(name) => {
                 let id = self.lookup(name)?;
