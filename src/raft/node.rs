@@ -636,7 +636,14 @@ impl Replica {
                 .raft
                 .prs()
                 .get(*id)
-                .is_some_and(|p| p.state == ProgressState::Replicate && p.matched + CAUGHT_UP >= last)
+                // Replicating, or probing from a match already close (an idle
+                // cluster sends no appends that would move it to replicate).
+                .is_some_and(|p| {
+                    p.recent_active
+                        && p.matched > 0
+                        && p.matched + CAUGHT_UP >= last
+                        && p.state != ProgressState::Snapshot
+                })
         })?;
         let mut cc = ConfChange::default();
         cc.set_change_type(ConfChangeType::AddNode);
@@ -738,6 +745,7 @@ impl Replica {
                 Event::Failed(e) => return Err(e),
             }
         }
+        self.mark_applied();
         if self.raw.store().take_wanted() {
             self.request_snapshot();
         }
@@ -767,10 +775,12 @@ impl Replica {
     }
 
     fn log_state_after(&self, index: u64) -> LogState {
+        // The read guard must be gone before `entries` takes the write lock.
+        let hard_state = self.raw.store().rl().hard_state().clone();
         LogState {
             conf_state: self.conf_state(),
             book: self.book.clone(),
-            hard_state: self.raw.store().rl().hard_state().clone(),
+            hard_state,
             entries: self.entries_after(index),
         }
     }
@@ -915,8 +925,8 @@ impl Replica {
                 },
                 path,
             });
+            // Not applied until it is persisted (see `mark_applied`).
             self.raw.advance_append_async(rd);
-            self.raw.advance_apply();
             return Ok(());
         }
         {
@@ -945,7 +955,19 @@ impl Replica {
             });
             self.raw.advance_append_async(rd);
         }
-        self.raw.advance_apply();
+        self.mark_applied();
         Ok(())
+    }
+
+    /// Tells raft that what it handed out is applied (the applier applies
+    /// in order, and results are matched by proposal, so raft need not
+    /// wait). Never beyond what is persisted: a snapshot being recorded
+    /// is not applied yet.
+    fn mark_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = log.committed.min(log.persisted);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
+        }
     }
 }

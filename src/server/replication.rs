@@ -292,6 +292,8 @@ impl EventLoop {
             self.membership_changed();
         }
         if let Some((index, term, bytes)) = out.snapshot_built {
+            let hold = self.transfers.hold();
+            self.replica.compact(hold);
             let reply = format!("snapshot index={index} term={term} bytes={bytes}\nOK\n");
             for p in std::mem::take(&mut self.repl.snapshot_waiters) {
                 self.respond(p.origin, reply.clone().into_bytes(), 0);

@@ -3,8 +3,9 @@
 //! `WOOTER_INJECT_FAULT=POINT:N` (read once, at the first check) makes the
 //! N-th and every later pass through `POINT` fail with `ENOSPC`, as a full
 //! disk would. Points: `data-write` (each write of an op's write set into
-//! a data file, so an op can fail halfway) and `raft-log` (each append to
-//! the raft log). Without the variable nothing ever fails here. It exists
+//! a data file, so an op can fail halfway), `raft-log` (each append to
+//! the raft log) and `snapshot-swap` (each folder swapped in by a snapshot
+//! install, so an install can stop halfway). Without the variable nothing ever fails here. It exists
 //! so the tests can prove that a failed apply leaves no half op after a
 //! restart and that a failed log write stops the RM.
 

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// The wooter binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wooter");
 
