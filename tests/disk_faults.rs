@@ -1,7 +1,8 @@
 //! Disk failures, injected through the storage seam (`storage::faults`):
-//! a failed apply or log write stops the RM (fail closed), nothing
-//! unacknowledged is acknowledged, and a restart finishes the op that was
-//! cut halfway, exactly once.
+//! a failed apply or log write stops the RM taking part (fail closed: it
+//! stays up only to answer `ERR storage` and report the failure in
+//! `stats`), nothing unacknowledged is acknowledged, and a restart
+//! finishes the op that was cut halfway, exactly once.
 
 mod common;
 
@@ -36,12 +37,24 @@ fn try_legacy(server: &Server, f: &[u8]) -> Vec<u8> {
     }
 }
 
-fn wait_exit(server: &mut Server) -> bool {
+/// Waits (bounded) until `stats` says the storage failed; then checks
+/// that a text request is answered `ERR storage` and the process is
+/// still up to say so.
+fn reports_failure(server: &mut Server) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if !server.is_running() {
-            return true;
+        let mut t = TextSession::open(server);
+        let stats = t.send("stats");
+        if stats.iter().any(|l| l.starts_with("storage=failed")) {
+            let reply = t.send("read_user anybody");
+            t.close();
+            assert!(
+                reply.last().is_some_and(|l| l.starts_with("ERR storage")),
+                "a request after the failure: {reply:?}"
+            );
+            return server.is_running();
         }
+        t.close();
         std::thread::sleep(Duration::from_millis(50));
     }
     false
@@ -77,8 +90,9 @@ fn a_write_failing_halfway_stops_the_rm_and_is_finished_once_on_restart() {
         "a failed write was acknowledged: {:?}",
         String::from_utf8_lossy(&reply)
     );
-    assert!(wait_exit(&mut server), "the RM kept running after a failed apply");
-    assert!(server.log().contains("stops taking part"), "{}", server.log());
+    assert!(reports_failure(&mut server), "the RM did not report the failed apply");
+    assert!(server.log().contains("no longer takes part"), "{}", server.log());
+    server.kill();
     // Half the op is on disk, and the journal holds all of it.
     let (clean, out) = check_data(dir.path());
     assert!(!clean, "the cut was not halfway after all: {out}");
@@ -117,8 +131,12 @@ fn a_failing_raft_log_write_stops_the_rm_and_loses_nothing_acknowledged() {
         }
     }
     assert!(acked.len() < 50, "the injected log failure never happened");
-    assert!(wait_exit(&mut server), "the RM kept running after a failed log write");
+    assert!(
+        reports_failure(&mut server),
+        "the RM did not report the failed log write"
+    );
     assert!(server.log().contains("raft log write failed"), "{}", server.log());
+    server.kill();
     drop(server);
     let server = Server::spawn(&args(dir.path()));
     for i in &acked {

@@ -272,18 +272,16 @@ fn an_install_cut_short_by_a_crash_is_finished_at_the_next_start() {
         "2".into(),
     ];
     // The install fails after two of the five folders are swapped in, as
-    // a crash there would leave it: the RM stops (fail closed).
+    // a crash there would leave it: the RM stops taking part (fail
+    // closed), and is then killed.
     let mut joiner = Server::spawn_env(&args, &[("WOOTER_INJECT_FAULT", "snapshot-swap:3")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while joiner.is_running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert!(
-        !joiner.is_running(),
-        "the failed install did not stop the RM: {}",
+        joiner.wait_for_log("no longer takes part", Duration::from_secs(30)),
+        "the failed install did not stop the RM taking part: {}",
         joiner.log()
     );
     assert!(joiner.log().contains("snapshot"), "{}", joiner.log());
+    joiner.kill();
     drop(joiner);
     assert!(
         joiner_dir.join("raft/install/woots").is_dir(),

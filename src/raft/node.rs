@@ -143,6 +143,9 @@ pub struct Output {
     pub snapshot_skipped: bool,
     /// This RM was removed from the cluster.
     pub removed: bool,
+    /// A helper thread failed: this RM cannot go on (what was applied
+    /// before the failure is in `applied` all the same).
+    pub failed: Option<RaftError>,
 }
 
 /// A membership change asked for by `add_rm` or `remove_rm`.
@@ -742,7 +745,10 @@ impl Replica {
                 Event::Installed(index) => {
                     self.applied = self.applied.max(index);
                 }
-                Event::Failed(e) => return Err(e),
+                Event::Failed(e) => {
+                    out.failed = Some(e);
+                    return Ok(out);
+                }
             }
         }
         self.mark_applied();

@@ -96,6 +96,9 @@ pub struct EventLoop {
     pub(super) joined: Arc<std::sync::atomic::AtomicBool>,
     /// Members' addresses the `--join` thread learned.
     pub(super) join_learned: super::join::Learned,
+    /// Set when raft or the storage failed: why (see `enter_failed`).
+    pub(super) failed: Option<String>,
+    failure: Option<RaftError>,
 }
 
 impl EventLoop {
@@ -106,7 +109,7 @@ impl EventLoop {
         store: Arc<Store>,
         applied: u64,
         recovered: Recovered,
-    ) -> Result<EventLoop, RaftError> {
+    ) -> Result<EventLoop, super::ServeError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let workers = WorkerPool::start(config.workers, store.clone(), waker.clone())?;
@@ -116,7 +119,10 @@ impl EventLoop {
         let mut signals =
             signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = TcpListener::bind(config.listen).map_err(|source| super::ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
         let mut endpoints = Slab::new();
         let entry = endpoints.vacant_entry();
@@ -158,6 +164,8 @@ impl EventLoop {
             transfers,
             joined,
             join_learned,
+            failed: None,
+            failure: None,
         };
         event_loop.ensure_peer_listener()?;
         Ok(event_loop)
@@ -165,7 +173,7 @@ impl EventLoop {
 
     /// Binds the RM-link listener once this RM is part of a cluster (or
     /// may become one: started with `--id`), at its address in the book.
-    pub(super) fn ensure_peer_listener(&mut self) -> io::Result<()> {
+    pub(super) fn ensure_peer_listener(&mut self) -> Result<(), super::ServeError> {
         if self.peer_listener.is_some() || !(self.cluster.linked || self.replica.book().len() > 1) {
             return Ok(());
         }
@@ -175,7 +183,7 @@ impl EventLoop {
             .get(&self.cluster.id)
             .map(|a| a.peer)
             .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "this RM's id is not in the cluster list"))?;
-        let mut listener = TcpListener::bind(me)?;
+        let mut listener = TcpListener::bind(me).map_err(|source| super::ServeError::Bind { addr: me, source })?;
         let entry = self.endpoints.vacant_entry();
         let token = Token(entry.key());
         self.poll
@@ -231,18 +239,34 @@ impl EventLoop {
             }
             if self.shutting_down.is_some() && self.shutdown_done() {
                 log::info!("wooter stopped: every request in flight was answered");
-                return Ok(());
+                return match self.failure.take() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                };
             }
             if self.accept_paused_until.is_some_and(|until| Instant::now() >= until) {
                 self.accept_paused_until = None;
                 self.accept_everywhere();
+            }
+            if self.failed.is_some() {
+                // Nothing of raft runs any more; only clients are answered.
+                if Instant::now() >= next_tick {
+                    self.close_quiet_connections();
+                    next_tick = Instant::now() + TICK;
+                }
+                next_raft_tick = next_tick;
+                continue;
             }
             if Instant::now() >= next_raft_tick {
                 self.replica.tick();
                 self.raft_tick();
                 next_raft_tick = Instant::now() + RAFT_TICK;
             }
-            self.drive_raft()?;
+            if let Err(e) = self.drive_raft() {
+                self.enter_failed(&e);
+                self.failure = Some(e);
+                continue;
+            }
             self.follow_leadership();
             if Instant::now() >= next_tick {
                 let hold = self.transfers.hold();
@@ -304,6 +328,10 @@ impl EventLoop {
         );
         let requests: Vec<String> = self.requests.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("requests {}\n", requests.join(" ")));
+        match &self.failed {
+            Some(why) => out.push_str(&format!("storage=failed error={why}\n")),
+            None => out.push_str("storage=ok\n"),
+        }
         out.push_str(&format!(
             "raft rm={} role={} term={} leader={} commit={} applied={} log_first={} log_last={} snapshot={}\nOK\n",
             self.cluster.id,
@@ -395,12 +423,16 @@ impl EventLoop {
                     self.primary_retry_at = Instant::now() + Duration::from_millis(100);
                 }
             },
-            (false, Some(token)) => {
-                self.endpoints.remove(token.0);
-                self.primary = None;
-                log::info!("RM {} is no longer the primary: released {addr}", self.cluster.id);
-            }
+            (false, Some(_)) => self.release_primary(),
             _ => {}
+        }
+    }
+
+    /// Lets the primary address go.
+    pub(super) fn release_primary(&mut self) {
+        if let (Some(token), Some(addr)) = (self.primary.take(), self.config.primary_listen) {
+            self.endpoints.remove(token.0);
+            log::info!("RM {} is no longer the primary: released {addr}", self.cluster.id);
         }
     }
 

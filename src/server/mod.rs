@@ -45,6 +45,14 @@ pub enum ServeError {
     /// A socket could not be bound or polled.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// An address could not be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Raft could not start or go on (the RM stops: fail closed).
     #[error("{0}")]
     Raft(#[from] crate::raft::node::RaftError),

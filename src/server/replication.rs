@@ -165,6 +165,9 @@ impl EventLoop {
     /// leader's: a follower forwards them, and the answer comes once the
     /// change is applied.
     pub(super) fn admin(&mut self, pending: Pending, admin: Admin, raw: Vec<u8>) {
+        if self.failed.is_some() {
+            return self.respond(pending.origin, self.storage_failed_reply(pending.framing), 0);
+        }
         let change = match admin {
             Admin::Snapshot => {
                 self.repl.snapshot_waiters.push(pending);
@@ -220,6 +223,9 @@ impl EventLoop {
 
     /// Routes a parsed request from a client or a peer.
     pub(super) fn dispatch(&mut self, pending: Pending, request: Request, raw: Vec<u8>) {
+        if self.failed.is_some() {
+            return self.respond(pending.origin, self.storage_failed_reply(pending.framing), 0);
+        }
         let from_peer = matches!(pending.origin, Origin::Peer { .. });
         let single = self.replica.is_single();
         match request {
@@ -284,7 +290,8 @@ impl EventLoop {
     /// Takes raft's output: sends messages, starts granted reads, answers
     /// applied writes. A raft failure ends the loop (fail closed).
     pub(super) fn drive_raft(&mut self) -> Result<(), RaftError> {
-        let out = self.replica.poll()?;
+        let mut out = self.replica.poll()?;
+        let failed = out.failed.take();
         for msg in out.messages {
             self.send_raft(msg);
         }
@@ -353,7 +360,65 @@ impl EventLoop {
         for (_, origin, reply) in ready {
             self.respond(origin, reply, 0);
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Raft or the storage failed: this RM stops taking part (fail closed)
+    /// but stays up to say so. Its RM links and listener close (to the
+    /// others it is down), it lets the primary address go, and every
+    /// request, waiting or new, is answered `ERR storage` (the legacy empty
+    /// reply) until it is restarted; `stats` shows the failure.
+    pub(super) fn enter_failed(&mut self, e: &RaftError) {
+        log::error!(
+            "{e}: this RM no longer takes part; it answers every request with ERR storage until it is restarted"
+        );
+        self.failed = Some(e.to_string());
+        let links: Vec<usize> = self
+            .endpoints
+            .iter()
+            .filter(|(_, ep)| matches!(ep, Endpoint::Peer(_) | Endpoint::PeerListener(_)))
+            .map(|(k, _)| k)
+            .collect();
+        for k in links {
+            self.endpoints.remove(k);
+        }
+        self.repl.outbound.clear();
+        self.release_primary();
+        let mut waiting: Vec<Pending> = Vec::new();
+        waiting.extend(self.repl.writes.drain().map(|(_, p)| p));
+        waiting.extend(self.repl.reads.drain().map(|(_, (p, _))| p));
+        waiting.extend(self.repl.reads_to_apply.drain(..).map(|(_, p, _)| p));
+        waiting.extend(self.repl.leaderless.drain(..).map(|(p, _, _)| p));
+        waiting.extend(self.repl.forwarded.drain().map(|(_, p)| p));
+        waiting.extend(self.repl.admin.drain().map(|(_, (p, _))| p));
+        waiting.append(&mut self.repl.snapshot_waiters);
+        for p in waiting {
+            self.respond(p.origin, self.storage_failed_reply(p.framing), 0);
+        }
+        for (_, origin, _) in std::mem::take(&mut self.repl.replies_to_apply) {
+            // The leader applied it; this RM cannot show it: say so.
+            self.respond(origin, Vec::new(), 0);
+        }
+    }
+
+    /// What a request gets from an RM whose storage failed.
+    pub(super) fn storage_failed_reply(&self, framing: Framing) -> Vec<u8> {
+        match framing {
+            Framing::Legacy => Vec::new(),
+            Framing::Text => {
+                let mut out = Vec::new();
+                let why = self.failed.as_deref().unwrap_or("failed");
+                text::encode_error(
+                    &mut out,
+                    "storage",
+                    &format!("this RM stopped taking part after a storage failure ({why}); restart it once fixed"),
+                );
+                out
+            }
+        }
     }
 
     /// Every raft tick: retry leaderless requests, time out stale ones,
