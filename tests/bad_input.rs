@@ -388,36 +388,144 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let _ = child.wait();
 }
 
+/// Raises this process's open-file limit to its hard limit; returns it.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// Connects to `to` from the loopback address `from` (port chosen by the
+/// kernel at bind time, per source address): one source address has only
+/// so many ephemeral ports toward one destination, and Linux's search for
+/// a free one slows down as they fill.
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(to) = to else { return None };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; it is
+    // closed on every failure and otherwise handed to a TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        // The port is then picked at connect, by the whole address pair.
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let local = sockaddr(from, 0);
+        let remote = sockaddr(*to.ip(), to.port());
+        let ok = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) == 0
+            && libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) == 0;
+        if !ok {
+            libc::close(fd);
+            return None;
+        }
+        Some(std::net::TcpStream::from_raw_fd(fd))
+    }
+}
+
 #[test]
-fn thousands_of_idle_connections_do_not_stop_the_others() {
+fn ten_thousand_idle_connections_do_not_stop_the_others() {
     let dir = TempDir::new("flood");
+    // 10,000 connections here and 10,000 in the server, on this machine's
+    // limit (20,000 on the CI machines); on a smaller one, as many as fit.
+    let limit = raise_fd_limit();
+    let wanted = 10_000.min(limit.saturating_sub(1_000) as usize);
     // Silent connections are closed after the partial timeout; give them
     // longer than the test takes.
-    let mut server = Server::start(dir.path(), &["--partial-timeout", "300"]);
+    let mut server = Server::start(dir.path(), &["--partial-timeout", "300", "--max-connections", "10100"]);
     assert_eq!(create(&server, "member001").len(), 260);
-    // 2,000 idle connections. (More is slow to open from one test process:
-    // Linux picks each new ephemeral port to one destination by a scan that
-    // grows with the ports in use, a few ms each beyond ~2,000; the server
-    // itself stays idle meanwhile, as a profile shows.)
     let mut idle = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while idle.len() < 2_000 && Instant::now() < deadline {
-        match std::net::TcpStream::connect(server.addr) {
-            Ok(s) => idle.push(s),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+    let opening = Instant::now();
+    let deadline = opening + Duration::from_secs(60);
+    let mut failures = 0;
+    while idle.len() < wanted && Instant::now() < deadline && failures < 1_000 {
+        // Spread over 127.0.0.2 .. 127.0.0.9.
+        let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + (idle.len() % 8) as u8);
+        match connect_from(from, server.addr) {
+            Some(s) => idle.push(s),
+            None => {
+                failures += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
-    assert!(idle.len() >= 2_000, "only {} connections opened", idle.len());
+    eprintln!("opened {} idle connections in {:?}", idle.len(), opening.elapsed());
+    assert!(
+        idle.len() >= wanted,
+        "only {} of {wanted} connections opened (open-file limit {limit})",
+        idle.len()
+    );
+    // Every one of them is accepted and held: the server says so.
+    let mut held = 0;
+    for _ in 0..100 {
+        let mut t = TextSession::open(&server);
+        let stats = t.send("stats");
+        t.close();
+        held = stats
+            .iter()
+            .find_map(|l| l.strip_prefix("connections "))
+            .and_then(|l| {
+                l.split(' ')
+                    .find_map(|w| w.strip_prefix("undecided=")?.parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        if held >= wanted {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(held >= wanted, "the server holds {held} of {wanted} idle connections");
+    eprintln!("all held after {:?}", opening.elapsed());
     let mut latencies = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..500 {
         let t = Instant::now();
         let reply = server.legacy(&frame("read_user", b"member001"));
         latencies.push(t.elapsed());
         assert_eq!(reply.len(), 260, "a request failed beside the idle connections");
     }
     latencies.sort();
-    // Reported, not asserted (timing belongs to the benchmark).
-    eprintln!("p99 beside {} idle connections: {:?}", idle.len(), latencies[197]);
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .ok()
+        .and_then(|st| st.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .unwrap_or_default();
+    eprintln!(
+        "p99 of 500 requests beside {} idle connections: {p99:?}; server {rss}",
+        idle.len()
+    );
+    // The target is 10 ms, measured by the benchmark; a loose bound here
+    // only catches a loop that walks every connection per request.
+    assert!(
+        p99 < Duration::from_millis(100),
+        "p99 {p99:?} beside the idle connections"
+    );
     drop(idle);
     assert_serving(&mut server);
 }

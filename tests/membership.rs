@@ -234,10 +234,6 @@ fn removing_an_rm_works_and_a_removal_that_would_lose_the_quorum_is_refused() {
     let reply = text_at(leader_addr, "create_new_user after01 pw 20 a@x.org After").expect("reply");
     assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
 
-    // A second removal now would leave one voter alive of one: allowed
-    // by the quorum rule, but not of the leader itself.
-    let own = text_at(leader_addr, &format!("remove_rm {leader}")).expect("reply");
-    assert!(own.last().is_some_and(|l| l.starts_with("ERR refused")), "{own:?}");
     let unknown = text_at(leader_addr, "remove_rm 99").expect("reply");
     assert!(
         unknown.last().is_some_and(|l| l.starts_with("ERR refused")),
@@ -245,6 +241,72 @@ fn removing_an_rm_works_and_a_removal_that_would_lose_the_quorum_is_refused() {
     );
     let bad = text_at(leader_addr, "add_rm x 127.0.0.1:1").expect("reply");
     assert!(bad.last().is_some_and(|l| l.starts_with("ERR invalid")), "{bad:?}");
+    let clash = text_at(
+        leader_addr,
+        &format!("add_rm 7 127.0.0.1:{}", cluster.base as usize + leader - 1000),
+    )
+    .expect("reply");
+    assert!(
+        clash.last().is_some_and(|l| l.starts_with("ERR refused")),
+        "a link address on a member's client port: {clash:?}"
+    );
+
+    // The removed RM comes back: added again, restarted on its old data
+    // (its log replays its own removal, then the new addition).
+    let addr = format!("127.0.0.1:{}", cluster.base as usize + other);
+    let again = text_at(leader_addr, &format!("add_rm {other} {addr}")).expect("reply");
+    assert_eq!(again.last().map(String::as_str), Some("OK"), "{again:?}");
+    cluster.restart(other);
+    let reply = text_at(leader_addr, "create_new_user back01 pw 20 b@x.org Back Again").expect("reply");
+    assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
+    assert!(
+        wait_for_role(leader_addr, other as u64, "follower", Duration::from_secs(30)),
+        "RM {other} was not a voter again: {:?}\n{}",
+        text_at(leader_addr, "rms"),
+        cluster.rm(other).log()
+    );
+    let dirs: Vec<&Path> = cluster.dirs.iter().map(|d| d.as_path()).collect();
+    assert!(
+        converged(&dirs, Duration::from_secs(20)),
+        "the re-added RM did not catch up"
+    );
+
+    // The leader does not remove itself (it hands leadership over).
+    let own = text_at(leader_addr, &format!("remove_rm {leader}")).expect("reply");
+    assert!(own.last().is_some_and(|l| l.starts_with("ERR refused")), "{own:?}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = TempDir::new("locked");
+    let first = Server::start(dir.path(), &[]);
+    let mut second = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a second server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = second.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut e) = second.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.is_some_and(|s| !s.success()), "the second server ran: {err}");
+    assert!(err.contains("in use by another running wooter"), "{err}");
+    let reply = text_at(first.addr, "create_new_user still01 pw 20 s@x.org Still Serving").expect("reply");
+    assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
 }
 
 #[test]

@@ -161,6 +161,26 @@ pub enum MembershipChange {
 pub struct Recovered {
     wal: Wal,
     replayed: Replayed,
+    /// The data directory's lock, held while the process runs.
+    _lock: std::fs::File,
+}
+
+/// Takes `raft/lock` (an exclusive `flock`), so that a second server
+/// started on the same directory stops before it touches the raft log.
+fn lock_data_dir(raft_dir: &Path) -> Result<std::fs::File, RaftError> {
+    use std::os::fd::AsRawFd;
+    let file = crate::storage::files::open_private(&raft_dir.join("lock"))?;
+    // SAFETY: flock on a descriptor owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(RaftError::Log(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "{} is in use by another running wooter (its raft/lock is held)",
+                raft_dir.parent().unwrap_or(raft_dir).display()
+            ),
+        )));
+    }
+    Ok(file)
 }
 
 /// Opens the raft log of `config` and, if it starts after a snapshot the
@@ -169,6 +189,7 @@ pub struct Recovered {
 pub fn recover(config: &ClusterConfig, data_dir: &Path) -> Result<Recovered, RaftError> {
     let raft_dir = &config.raft_dir;
     crate::storage::create_private_dir(raft_dir)?;
+    let lock = lock_data_dir(raft_dir)?;
     let (wal, replayed) = Wal::open(&raft_dir.join("log"))?;
     if replayed.torn_bytes > 0 {
         log::warn!(
@@ -177,7 +198,7 @@ pub fn recover(config: &ClusterConfig, data_dir: &Path) -> Result<Recovered, Raf
         );
     }
     snapshot::clean_leftovers(raft_dir);
-    snapshot::prune(&raft_dir.join("snapshots"), usize::MAX);
+    snapshot::remove_partials(&raft_dir.join("snapshots"));
     if let Some(meta) = &replayed.snapshot {
         let (mut journal, newest) = crate::storage::journal::Journal::open(&raft_dir.join("apply.journal"))?;
         let applied = newest.map_or(0, |(i, _)| i);
@@ -191,7 +212,11 @@ pub fn recover(config: &ClusterConfig, data_dir: &Path) -> Result<Recovered, Raf
             journal.record(meta.index, &crate::storage::files::WriteSet::default())?;
         }
     }
-    Ok(Recovered { wal, replayed })
+    Ok(Recovered {
+        wal,
+        replayed,
+        _lock: lock,
+    })
 }
 
 /// This RM's raft node and its helpers.
@@ -272,7 +297,13 @@ impl Replica {
         waker: Arc<Waker>,
         recovered: Recovered,
     ) -> Result<Replica, RaftError> {
-        let Recovered { mut wal, replayed } = recovered;
+        let Recovered {
+            mut wal,
+            replayed,
+            _lock,
+        } = recovered;
+        // Held for the life of the process (the threads outlive this call).
+        std::mem::forget(_lock);
         let me: AddressBook = config
             .rms
             .get(&config.id)
@@ -411,7 +442,8 @@ impl Replica {
         match self.raw.raft.state {
             StateRole::Leader => "leader",
             StateRole::Follower if self.is_learner(self.id) => "learner",
-            StateRole::Follower if !self.is_member(self.id) => "joining",
+            StateRole::Follower if !self.is_member(self.id) && self.snapshot_index == 0 => "joining",
+            StateRole::Follower if !self.is_member(self.id) => "removed",
             StateRole::Follower => "follower",
             StateRole::Candidate => "candidate",
             StateRole::PreCandidate => "pre-candidate",
@@ -576,10 +608,11 @@ impl Replica {
         let mut cc = ConfChange::default();
         match change {
             MembershipChange::Add(id, addrs) => {
+                let mine = [addrs.client, addrs.peer];
                 if let Some((other, _)) = self
                     .book
                     .iter()
-                    .find(|(k, a)| **k != id && (a.client == addrs.client || a.peer == addrs.peer))
+                    .find(|(k, a)| **k != id && (mine.contains(&a.client) || mine.contains(&a.peer)))
                 {
                     return Err(format!("RM {other} already uses {} or {}", addrs.client, addrs.peer));
                 }

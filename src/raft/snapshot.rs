@@ -112,8 +112,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Deletes every snapshot file in `dir` but the `keep` newest, and any
-/// half-written one.
+/// Deletes every snapshot file in `dir` but the `keep` newest.
 pub fn prune(dir: &Path, keep: usize) {
     if let Ok(found) = list(dir) {
         let old = found.len().saturating_sub(keep);
@@ -121,6 +120,11 @@ pub fn prune(dir: &Path, keep: usize) {
             let _ = fs::remove_file(path);
         }
     }
+}
+
+/// Deletes half-written snapshot files (at start: no transfer or cut is
+/// under way then).
+pub fn remove_partials(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_name().to_str().is_some_and(|n| n.ends_with(".partial")) {

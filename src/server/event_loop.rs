@@ -48,6 +48,23 @@ const INLINE_REPLIES_PER_TURN: usize = 32;
 /// close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Connections the kernel queues for `accept`, at most (it caps this at
+/// `net.core.somaxconn`). The default of 128 overflows when thousands
+/// connect at once, and each dropped SYN costs its client a second.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+/// Binds a listener with a long accept queue.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind(addr)?;
+    // SAFETY: listen on a socket this function owns; a second listen on a
+    // listening socket only changes its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
+}
+
 /// Whatever a slab entry holds.
 pub(super) enum Endpoint {
     /// The client listener.
@@ -119,7 +136,7 @@ impl EventLoop {
         let mut signals =
             signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let mut listener = TcpListener::bind(config.listen).map_err(|source| super::ServeError::Bind {
+        let mut listener = bind(config.listen).map_err(|source| super::ServeError::Bind {
             addr: config.listen,
             source,
         })?;
@@ -183,7 +200,7 @@ impl EventLoop {
             .get(&self.cluster.id)
             .map(|a| a.peer)
             .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "this RM's id is not in the cluster list"))?;
-        let mut listener = TcpListener::bind(me).map_err(|source| super::ServeError::Bind { addr: me, source })?;
+        let mut listener = bind(me).map_err(|source| super::ServeError::Bind { addr: me, source })?;
         let entry = self.endpoints.vacant_entry();
         let token = Token(entry.key());
         self.poll
@@ -403,7 +420,7 @@ impl EventLoop {
     fn follow_leadership(&mut self) {
         let Some(addr) = self.config.primary_listen else { return };
         match (self.replica.is_leader(), self.primary) {
-            (true, None) if Instant::now() >= self.primary_retry_at => match TcpListener::bind(addr) {
+            (true, None) if Instant::now() >= self.primary_retry_at => match bind(addr) {
                 Ok(mut l) => {
                     let entry = self.endpoints.vacant_entry();
                     let token = Token(entry.key());

@@ -316,8 +316,11 @@ impl EventLoop {
             }
         }
         if out.removed {
-            log::warn!("this RM was removed from the cluster: it stops");
-            self.begin_shutdown("removed from the cluster");
+            // It does not exit: a removal replayed from the log at a
+            // restart may be followed by a later `add_rm` of the same id.
+            log::warn!(
+                "this RM was removed from the cluster: it no longer takes part (stop it, or add it again with add_rm)"
+            );
         }
         for (id, index) in out.reads {
             if let Some((pending, query)) = self.repl.reads.remove(&id) {

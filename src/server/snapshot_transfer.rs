@@ -235,6 +235,8 @@ struct Fetch {
     /// The leader's `MsgSnapshot`, stepped once the file is here.
     msg: Message,
     received: u64,
+    /// A chunk is with the I/O thread: a repeat of it is ignored.
+    writing: bool,
     requested_at: Option<Instant>,
     started: Instant,
 }
@@ -330,6 +332,7 @@ impl EventLoop {
             crc: desc.crc,
             msg,
             received: 0,
+            writing: false,
             requested_at: None,
             started: Instant::now(),
         });
@@ -371,23 +374,25 @@ impl EventLoop {
 
     /// A chunk of the snapshot this RM is fetching.
     pub(super) fn snapshot_chunk(&mut self, from: u64, index: u64, term: u64, offset: u64, total: u64, bytes: Vec<u8>) {
-        let Some(f) = &self.transfers.fetch else { return };
-        if f.from != from || f.index != index || f.term != term || f.received != offset {
+        let Some(f) = &mut self.transfers.fetch else { return };
+        if f.from != from || f.index != index || f.term != term || f.received != offset || f.writing {
             return; // a late duplicate
         }
+        f.writing = true;
         if total == 0 || total != f.size {
             log::warn!("RM {from} no longer has snapshot {index}; raft will offer another");
             self.finish_fetch(false);
             return;
         }
+        let (size, crc) = (f.size, f.crc);
         let path = snapshot::path_of(&self.replica.snapshot_dir(), index, term);
         let _ = self.transfers.io.jobs.send(IoJob::Write {
             index,
             term,
             offset,
             bytes,
-            size: f.size,
-            crc: f.crc,
+            size,
+            crc,
             path,
         });
     }
@@ -464,6 +469,7 @@ impl EventLoop {
                         None => {
                             if let Some(f) = &mut self.transfers.fetch {
                                 f.received = received;
+                                f.writing = false;
                             }
                             self.request_chunk();
                         }
@@ -481,7 +487,7 @@ impl EventLoop {
             .transfers
             .fetch
             .as_ref()
-            .is_some_and(|f| f.requested_at.is_none_or(|t| now.duration_since(t) >= REQUEST_AGAIN));
+            .is_some_and(|f| !f.writing && f.requested_at.is_none_or(|t| now.duration_since(t) >= REQUEST_AGAIN));
         if stalled {
             self.request_chunk();
         }
