@@ -32,6 +32,17 @@ pub enum Request {
     Op(Op),
 }
 
+impl Admin {
+    /// The command name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Admin::AddRm { .. } => "add_rm",
+            Admin::RemoveRm(_) => "remove_rm",
+            Admin::Snapshot => "snapshot",
+        }
+    }
+}
+
 impl Request {
     /// The command name, for logs and metrics.
     pub fn name(&self) -> &'static str {

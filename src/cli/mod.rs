@@ -31,6 +31,12 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Drive a server with the frontend's traffic and measure it.
     Bench(crate::bench::BenchArgs),
+    /// Print a running server's `stats` (exit 1 if it cannot be reached).
+    Stats {
+        /// The server's client address.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        target: SocketAddr,
+    },
     /// Check a data directory's consistency; exits 1 if anything is wrong,
     /// 2 if it cannot be read.
     Check {
@@ -75,6 +81,9 @@ pub struct ServeArgs {
     /// that port + 1000). It starts empty and catches up from a snapshot.
     #[arg(long, value_name = "IP:PORT", conflicts_with_all = ["peers", "rms", "cluster"], requires = "id")]
     pub join: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Cut a snapshot (and shorten the raft log) after this many applied
     /// entries; 0: only when the `snapshot` command asks.
     #[arg(long, default_value_t = crate::raft::node::DEFAULT_SNAPSHOT_EVERY)]
@@ -218,6 +227,7 @@ impl ServeArgs {
         config.stale_reads = self.stale_reads;
         config.test_partition = self.enable_test_partition;
         config.primary_listen = self.primary_listen;
+        config.metrics_listen = self.metrics_listen;
         config.leader_wait = std::time::Duration::from_secs(self.leader_wait);
         config.workers = self.workers.map_or_else(default_workers, usize::from);
         config.max_connections = self.max_connections as usize;
@@ -273,6 +283,16 @@ pub fn main() -> ExitCode {
             check(&data_dir)
         }
         Command::Cluster(args) => cluster::run(&args),
+        Command::Stats { target } => match stats(target) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wooter stats: {target}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(args) => match crate::bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -281,6 +301,35 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Asks `target` for `stats` over the text framing; the reply's lines
+/// without the final `OK`.
+fn stats(target: SocketAddr) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    (&stream).write_all(b"stats\n")?;
+    let mut out = String::new();
+    let mut reader = BufReader::new(&stream);
+    for _ in 0..1000 {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        if line.trim_end() == "OK" {
+            return Ok(out);
+        }
+        if line.starts_with("ERR") {
+            return Err(std::io::Error::other(line.trim_end().to_string()));
+        }
+        out.push_str(&line);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the server closed before OK",
+    ))
 }
 
 fn check(data_dir: &std::path::Path) -> ExitCode {

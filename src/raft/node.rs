@@ -238,6 +238,7 @@ pub struct Replica {
     /// A snapshot was asked of the applier and not yet reported.
     building: bool,
     raft_dir: PathBuf,
+    fsync: Arc<crate::server::metrics::SharedHistogram>,
 }
 
 /// Encodes a proposal's context: proposer id and proposal number.
@@ -388,6 +389,7 @@ impl Replica {
             raw.campaign()?;
         }
         let events = Arc::new(WakeQueue::new(waker));
+        let fsync = wal.sync_timer();
         let (persist, persist_rx) = crossbeam_channel::unbounded();
         let (apply, apply_rx) = crossbeam_channel::unbounded();
         {
@@ -424,7 +426,18 @@ impl Replica {
             snapshot_index,
             building: false,
             raft_dir: config.raft_dir.clone(),
+            fsync,
         })
+    }
+
+    /// How long the raft log's syncs take.
+    pub fn fsync_histogram(&self) -> &crate::server::metrics::SharedHistogram {
+        &self.fsync
+    }
+
+    /// Members (voters and learners) now.
+    pub fn member_count(&self) -> usize {
+        membership::members(&self.conf_state()).len()
     }
 
     /// This RM's id.

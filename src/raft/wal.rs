@@ -72,6 +72,8 @@ pub struct LogState {
 pub struct Wal {
     file: File,
     path: PathBuf,
+    /// Each sync's duration goes here (for `/metrics`).
+    sync_timer: std::sync::Arc<crate::server::metrics::SharedHistogram>,
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -111,6 +113,7 @@ impl Wal {
             Wal {
                 file,
                 path: path.to_path_buf(),
+                sync_timer: Default::default(),
             },
             replayed,
         ))
@@ -141,7 +144,19 @@ impl Wal {
         }
         crate::storage::faults::check("raft-log")?;
         self.file.write_all(&out)?;
-        self.file.sync_data()
+        self.sync()
+    }
+
+    /// The histogram each sync's duration goes into.
+    pub fn sync_timer(&self) -> std::sync::Arc<crate::server::metrics::SharedHistogram> {
+        self.sync_timer.clone()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let result = self.file.sync_data();
+        self.sync_timer.observe(started.elapsed());
+        result
     }
 
     /// Records the membership (ids and addresses) and syncs it.

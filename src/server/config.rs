@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub test_partition: bool,
     /// The address the leader serves clients on too (the old `PORT_PRIM`).
     pub primary_listen: Option<SocketAddr>,
+    /// Where `/metrics` is served over HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -56,6 +58,7 @@ impl ServerConfig {
             leader_wait: Duration::from_secs(5),
             test_partition: false,
             primary_listen: None,
+            metrics_listen: None,
         }
     }
 }

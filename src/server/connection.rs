@@ -68,6 +68,8 @@ pub struct Connection {
     pub framing: Option<Framing>,
     /// A request of this connection is on the worker pool.
     pub waiting: bool,
+    /// The request being answered: its command and when it arrived.
+    pub current: Option<(&'static str, std::time::Instant)>,
     /// Last time bytes moved in either direction.
     pub last_activity: Instant,
     /// When the request now being received began (its first byte, or the
@@ -101,6 +103,7 @@ impl Connection {
             last_activity: Instant::now(),
             request_started: Instant::now(),
             lingering: None,
+            current: None,
             input: Vec::new(),
             start: 0,
             output: Vec::new(),

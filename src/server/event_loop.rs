@@ -75,6 +75,21 @@ pub(super) enum Endpoint {
     Client(Connection),
     /// A link to or from another RM.
     Peer(PeerLink),
+    /// The `--metrics-listen` listener.
+    MetricsListener(TcpListener),
+    /// A metrics scraper's connection.
+    Metrics(super::metrics_http::HttpConn),
+}
+
+/// The figures `stats` and `/metrics` share.
+pub(super) struct StatsNow {
+    pub uptime_s: u64,
+    pub legacy: u64,
+    pub text: u64,
+    pub undecided: u64,
+    pub users: u64,
+    pub follows: u64,
+    pub woots: u64,
 }
 
 /// The server's event loop.
@@ -103,6 +118,8 @@ pub struct EventLoop {
     started: Instant,
     /// Requests received, by command (for `stats`).
     requests: std::collections::BTreeMap<&'static str, u64>,
+    /// Replies by command and outcome, and their latencies.
+    pub(super) metrics: super::metrics::RequestMetrics,
     /// Set by SIGTERM or SIGINT: no new connections, finish what is in flight.
     shutting_down: Option<Instant>,
     /// The RM-link listener, once bound.
@@ -177,6 +194,7 @@ impl EventLoop {
             store: store_for_stats,
             started: Instant::now(),
             requests: Default::default(),
+            metrics: Default::default(),
             peer_listener: None,
             transfers,
             joined,
@@ -185,6 +203,17 @@ impl EventLoop {
             failure: None,
         };
         event_loop.ensure_peer_listener()?;
+        if let Some(addr) = event_loop.config.metrics_listen {
+            let mut listener = bind(addr).map_err(|source| super::ServeError::Bind { addr, source })?;
+            let bound = listener.local_addr()?;
+            let entry = event_loop.endpoints.vacant_entry();
+            event_loop
+                .poll
+                .registry()
+                .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
+            entry.insert(Endpoint::MetricsListener(listener));
+            log::info!("metrics on http://{bound}/metrics");
+        }
         Ok(event_loop)
     }
 
@@ -299,6 +328,8 @@ impl EventLoop {
             Some(Endpoint::Listener(_)) => self.accept_all(token),
             Some(Endpoint::PeerListener(_)) => self.accept_peers(token),
             Some(Endpoint::Peer(_)) => self.peer_event(token, event),
+            Some(Endpoint::MetricsListener(_)) => self.accept_scrapers(token),
+            Some(Endpoint::Metrics(_)) => self.serve_scraper(token),
             Some(Endpoint::Client(conn)) if conn.lingering.is_some() => {
                 let done = !matches!(conn.discard_input(), Ok(false));
                 if done {
@@ -326,8 +357,8 @@ impl EventLoop {
         }
     }
 
-    /// The reply to `stats`: `key=value` lines, then `OK`.
-    fn stats_report(&self) -> Vec<u8> {
+    /// The figures `stats` and `/metrics` share.
+    pub(super) fn snapshot_stats(&self) -> StatsNow {
         let (mut legacy, mut text, mut undecided) = (0, 0, 0);
         for (_, e) in self.endpoints.iter() {
             if let Endpoint::Client(c) = e {
@@ -338,19 +369,52 @@ impl EventLoop {
                 }
             }
         }
+        let totals = self.store.totals();
+        StatsNow {
+            uptime_s: self.started.elapsed().as_secs(),
+            legacy,
+            text,
+            undecided,
+            users: totals.users,
+            follows: totals.follows,
+            woots: totals.woots,
+        }
+    }
+
+    /// The reply to `stats`: `key=value` lines, then `OK`.
+    fn stats_report(&self) -> Vec<u8> {
+        let s = self.snapshot_stats();
         let mut out = format!(
-            "uptime_s={}\nconnections legacy={legacy} text={text} undecided={undecided}\nusers={}\n",
-            self.started.elapsed().as_secs(),
-            self.store.user_count()
+            "uptime_s={}\nconnections legacy={} text={} undecided={}\nusers={}\nfollows={} woots={}\n",
+            s.uptime_s, s.legacy, s.text, s.undecided, s.users, s.follows, s.woots
         );
         let requests: Vec<String> = self.requests.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("requests {}\n", requests.join(" ")));
+        let mut replies: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for ((command, outcome), n) in &self.metrics.outcomes {
+            let e = replies.entry(command).or_default();
+            match outcome {
+                super::metrics::Outcome::Ok => e.0 += n,
+                super::metrics::Outcome::Error => e.1 += n,
+            }
+        }
+        let replies: Vec<String> = replies.iter().map(|(k, (ok, err))| format!("{k}={ok}/{err}")).collect();
+        out.push_str(&format!("replies_ok/error {}\n", replies.join(" ")));
+        let all = self.metrics.all_latency();
+        let q = |p: f64| all.quantile_us(p).map_or("none".to_string(), |v| format!("<={v}"));
+        out.push_str(&format!(
+            "latency_us p50={} p90={} p99={} (bucket bounds; {} replies)\n",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            all.total()
+        ));
         match &self.failed {
             Some(why) => out.push_str(&format!("storage=failed error={why}\n")),
             None => out.push_str("storage=ok\n"),
         }
         out.push_str(&format!(
-            "raft rm={} role={} term={} leader={} commit={} applied={} log_first={} log_last={} snapshot={}\nOK\n",
+            "raft rm={} role={} term={} leader={} commit={} applied={} log_first={} log_last={} snapshot={}\n",
             self.cluster.id,
             self.replica.role(),
             self.replica.term(),
@@ -361,7 +425,67 @@ impl EventLoop {
             self.replica.last_index(),
             self.replica.snapshot_index()
         ));
+        if let Some(progress) = self.replica.progress() {
+            let last = self.replica.last_index();
+            let lags: Vec<String> = progress
+                .iter()
+                .filter(|(id, _)| *id != self.cluster.id)
+                .map(|(id, m)| format!("rm{id}={}", last.saturating_sub(*m)))
+                .collect();
+            out.push_str(&format!("lag {}\n", lags.join(" ")));
+        }
+        out.push_str("OK\n");
         out.into_bytes()
+    }
+
+    fn accept_scrapers(&mut self, token: Token) {
+        for _ in 0..1024 {
+            let Some(Endpoint::MetricsListener(l)) = self.endpoints.get(token.0) else {
+                return;
+            };
+            let mut stream = match l.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return, // WouldBlock, or out of descriptors: the next event retries
+            };
+            let entry = self.endpoints.vacant_entry();
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, Token(entry.key()), Interest::READABLE | Interest::WRITABLE)
+                .is_ok()
+            {
+                entry.insert(Endpoint::Metrics(super::metrics_http::HttpConn::new(stream)));
+            }
+        }
+    }
+
+    fn serve_scraper(&mut self, token: Token) {
+        let Some(Endpoint::Metrics(conn)) = self.endpoints.get_mut(token.0) else {
+            return;
+        };
+        let path = match conn.read_head() {
+            Ok(p) => p,
+            Err(_) => {
+                self.endpoints.remove(token.0);
+                return;
+            }
+        };
+        if let Some(path) = path {
+            let (status, body) = if path == "/metrics" {
+                ("200 OK", self.metrics_page())
+            } else {
+                ("404 Not Found", "only /metrics is served here\n".to_string())
+            };
+            if let Some(Endpoint::Metrics(conn)) = self.endpoints.get_mut(token.0) {
+                conn.respond(status, &body);
+            }
+        }
+        if let Some(Endpoint::Metrics(conn)) = self.endpoints.get_mut(token.0) {
+            if !matches!(conn.flush(), Ok(false)) {
+                self.endpoints.remove(token.0);
+            }
+        }
     }
 
     /// SIGTERM or SIGINT: shut down.
@@ -555,6 +679,7 @@ impl EventLoop {
             match conn.next_step() {
                 Step::Submit { request, raw } => {
                     conn.waiting = true;
+                    conn.current = Some((request.name(), Instant::now()));
                     let pending = Pending {
                         origin: Origin::Client {
                             token,
@@ -581,6 +706,7 @@ impl EventLoop {
                 }
                 Step::Admin { admin, raw } => {
                     conn.waiting = true;
+                    conn.current = Some((admin.name(), Instant::now()));
                     let pending = Pending {
                         origin: Origin::Client {
                             token,
@@ -637,6 +763,15 @@ impl EventLoop {
         }
         conn.waiting = false;
         let close = conn.framing == Some(Framing::Legacy);
+        if let Some((command, since)) = conn.current.take() {
+            let outcome = if reply.is_empty() || reply.starts_with(b"ERR") {
+                super::metrics::Outcome::Error
+            } else {
+                super::metrics::Outcome::Ok
+            };
+            self.metrics.record(command, outcome, since.elapsed());
+        }
+        let Some(conn) = self.client(token) else { return };
         conn.queue(reply, close);
         self.drive(token);
     }

@@ -15,6 +15,8 @@ pub mod connection;
 pub mod event_loop;
 pub mod join;
 pub mod link_auth;
+pub mod metrics;
+pub mod metrics_http;
 pub mod peer_link;
 pub mod replication;
 pub mod snapshot_transfer;

@@ -1,0 +1,115 @@
+//! Running wooter for real: `/metrics` scraped over HTTP with curl, the
+//! `stats` command and `wooter stats`, after known traffic.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::cluster::text_at;
+use common::*;
+
+/// The address in the "metrics on http://ADDR/metrics" start line.
+fn metrics_addr(server: &Server) -> String {
+    assert!(
+        server.wait_for_log("metrics on http://", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let at = log.find("metrics on http://").expect("line") + "metrics on http://".len();
+    log[at..].split('/').next().expect("address").to_string()
+}
+
+fn curl(url: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--max-time", "10", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (body.to_string(), code.to_string())
+}
+
+#[test]
+fn metrics_and_stats_count_known_traffic() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have curl (.ci/run installs it)"
+        );
+        eprintln!("curl is not installed: the metrics test did not run");
+        return;
+    }
+    let dir = TempDir::new("metrics");
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = metrics_addr(&server);
+    for name in ["metrics01", "metrics02", "metrics03"] {
+        let reply = text_at(
+            server.addr,
+            &format!("create_new_user {name} pw 20 m@x.org Metric User"),
+        )
+        .expect("reply");
+        assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
+    }
+    let missing = text_at(server.addr, "read_user nobody").expect("reply");
+    assert!(
+        missing.last().is_some_and(|l| l.starts_with("ERR not_found")),
+        "{missing:?}"
+    );
+    let found = server.legacy(&frame("read_user", b"metrics01"));
+    assert_eq!(found.len(), 260);
+    let woot = text_at(server.addr, "write_woot metrics01 counted").expect("reply");
+    assert_eq!(woot.last().map(String::as_str), Some("OK"), "{woot:?}");
+    let follow = text_at(server.addr, "follow metrics01 metrics02").expect("reply");
+    assert_eq!(follow.last().map(String::as_str), Some("OK"), "{follow:?}");
+
+    let (page, code) = curl(&format!("http://{addr}/metrics"));
+    assert_eq!(code, "200", "{page}");
+    for line in [
+        "wooter_requests_total{command=\"create_new_user\",outcome=\"ok\"} 3",
+        "wooter_requests_total{command=\"read_user\",outcome=\"error\"} 1",
+        "wooter_requests_total{command=\"read_user\",outcome=\"ok\"} 1",
+        "wooter_requests_total{command=\"write_woot\",outcome=\"ok\"} 1",
+        "wooter_request_duration_seconds_count{command=\"create_new_user\"} 3",
+        "wooter_request_duration_seconds_bucket{command=\"read_user\",le=\"+Inf\"} 2",
+        "wooter_users 3",
+        "wooter_follows 1",
+        "wooter_woots 1",
+        "wooter_raft_is_leader 1",
+        "wooter_storage_failed 0",
+        "# TYPE wooter_raft_fsync_duration_seconds histogram",
+    ] {
+        assert!(page.lines().any(|l| l == line), "no line {line:?} in:\n{page}");
+    }
+    let syncs: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("wooter_raft_fsync_duration_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .expect("fsync count");
+    assert!(syncs >= 5, "five writes, {syncs} syncs counted");
+    let (_, code) = curl(&format!("http://{addr}/elsewhere"));
+    assert_eq!(code, "404");
+
+    let out = Command::new(BIN)
+        .args(["stats", "--target", &server.addr.to_string()])
+        .output()
+        .expect("wooter stats");
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stats}");
+    for want in [
+        "users=3",
+        "follows=1 woots=1",
+        "create_new_user=3/0",
+        "read_user=1/1",
+        "storage=ok",
+    ] {
+        assert!(stats.contains(want), "no {want:?} in:\n{stats}");
+    }
+    assert!(stats.contains("latency_us p50=<="), "{stats}");
+    let unreachable = Command::new(BIN)
+        .args(["stats", "--target", "127.0.0.1:1"])
+        .output()
+        .expect("wooter stats");
+    assert!(!unreachable.status.success());
+}
