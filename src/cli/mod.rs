@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the legacy and text protocols on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start N local RMs as one cluster (child processes); Ctrl-C stops them.
     Cluster(cluster::ClusterArgs),
     /// Drive a server with the frontend's traffic and measure it.
