@@ -166,7 +166,7 @@ fn a_fourth_rm_joins_a_loaded_cluster_through_a_snapshot_and_ends_identical() {
         joiner.log()
     );
     assert!(
-        joiner.log().contains("installed in"),
+        joiner.wait_for_log("installed in", Duration::from_secs(30)),
         "no install logged: {}",
         joiner.log()
     );
@@ -423,4 +423,33 @@ fn a_compacted_log_restarts_from_its_snapshot_and_loses_nothing() {
     );
     drop(server);
     check_clean(dir.path());
+}
+
+#[test]
+fn a_join_the_cluster_refuses_stops_the_new_rm_with_an_error() {
+    let _serial = serial();
+    let cluster = Cluster::start(3, "join-refused");
+    assert!(cluster.leader(Duration::from_secs(10)).is_some(), "no leader elected");
+    let dir = cluster.dir.path().join("impostor");
+    // RM 2 exists at another address: the join is refused for good.
+    let mut joiner = Server::spawn(&[
+        "--id".into(),
+        "2".into(),
+        "--join".into(),
+        cluster.rm(1).addr.to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", cluster.base + 4),
+        "--data-dir".into(),
+        dir.display().to_string(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while joiner.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!joiner.is_running(), "a refused RM kept running: {}", joiner.log());
+    let status = joiner.child.wait().expect("exit status");
+    assert!(!status.success(), "a refused join exited 0: {}", joiner.log());
+    assert!(joiner.log().contains("refused this RM's join"), "{}", joiner.log());
+    let rms = text_at(cluster.rm(1).addr, "rms").expect("rms");
+    assert_eq!(rms.len(), 4, "the members are unchanged: {rms:?}");
 }

@@ -130,6 +130,8 @@ pub struct EventLoop {
     pub(super) joined: Arc<std::sync::atomic::AtomicBool>,
     /// Members' addresses the `--join` thread learned.
     pub(super) join_learned: super::join::Learned,
+    /// Set by the `--join` thread if the cluster refused this RM.
+    pub(super) join_refusal: super::join::Refusal,
     /// Set when raft or the storage failed: why (see `enter_failed`).
     pub(super) failed: Option<String>,
     failure: Option<RaftError>,
@@ -166,9 +168,17 @@ impl EventLoop {
         entry.insert(Endpoint::Listener(listener));
         let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let join_learned = super::join::Learned::default();
+        let join_refusal = super::join::Refusal::default();
         if let Some(member) = cluster.join {
             if !replica.is_member(cluster.id) {
-                super::join::spawn(cluster.id, local_addr, member, joined.clone(), join_learned.clone())?;
+                super::join::spawn(
+                    cluster.id,
+                    local_addr,
+                    member,
+                    joined.clone(),
+                    join_learned.clone(),
+                    join_refusal.clone(),
+                )?;
             }
         }
         let mut event_loop = EventLoop {
@@ -199,6 +209,7 @@ impl EventLoop {
             transfers,
             joined,
             join_learned,
+            join_refusal,
             failed: None,
             failure: None,
         };
@@ -239,6 +250,11 @@ impl EventLoop {
         self.peer_listener = Some(token);
         log::info!("RM links accepted on {me}");
         Ok(())
+    }
+
+    /// Members of the cluster as this RM knows them (voters and learners).
+    pub fn member_count(&self) -> usize {
+        self.replica.member_count()
     }
 
     /// The address the client listener is bound to (useful with port 0).
@@ -307,6 +323,12 @@ impl EventLoop {
                 self.replica.tick();
                 self.raft_tick();
                 next_raft_tick = Instant::now() + RAFT_TICK;
+            }
+            let refused = self.join_refusal.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(why) = refused {
+                log::error!("the cluster refused this RM's join: {why}; stopping");
+                self.failure = Some(RaftError::Log(io::Error::other(format!("join refused: {why}"))));
+                self.begin_shutdown("join refused");
             }
             if let Err(e) = self.drive_raft() {
                 self.enter_failed(&e);
@@ -715,6 +737,7 @@ impl EventLoop {
                         framing: Framing::Text,
                         since: Instant::now(),
                     };
+                    *self.requests.entry(admin.name()).or_default() += 1;
                     self.admin(pending, admin, raw);
                     return;
                 }

@@ -18,6 +18,10 @@ use crate::raft::membership::{AddressBook, RmAddrs};
 /// Addresses the join learned, for the event loop to dial.
 pub type Learned = Arc<Mutex<AddressBook>>;
 
+/// Why the cluster refused this RM for good, once it has (`ERR refused` or
+/// `ERR invalid`: asking again would not help).
+pub type Refusal = Arc<Mutex<Option<String>>>;
+
 /// Starts asking `member` to add RM `id` serving clients at `me`. The
 /// thread ends on success or once `stop` is set.
 pub fn spawn(
@@ -26,13 +30,18 @@ pub fn spawn(
     member: SocketAddr,
     stop: Arc<AtomicBool>,
     learned: Learned,
+    refusal: Refusal,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name("wooter-join".into()).spawn(move || {
         let mut wait = Duration::from_millis(500);
         while !stop.load(Ordering::SeqCst) {
             match ask(id, me, member, &learned) {
-                Ok(reply) if reply.ends_with("OK") || reply.contains("already a member") => {
+                Ok(reply) if reply.ends_with("OK") => {
                     log::info!("RM {member} answered our join: {reply}");
+                    return;
+                }
+                Ok(reply) if reply.contains("ERR refused") || reply.contains("ERR invalid") => {
+                    *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
                     return;
                 }
                 Ok(reply) => log::warn!("joining through {member}: {reply}; asking again in {wait:?}"),

@@ -113,11 +113,15 @@ pub fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServeEr
     let data_dir = config.data_dir.clone();
     raise_open_file_limit(config.max_connections);
     let rm = cluster.id;
-    let size = cluster.rms.len();
     let secret = cluster.auth.enabled();
     let mut event_loop = EventLoop::new(config, cluster, Arc::new(store), applied, recovered)?;
+    let size = event_loop.member_count();
+    let member = match size {
+        0 => format!("RM {rm}, not a member yet"),
+        n => format!("RM {rm} of {n}"),
+    };
     log::info!(
-        "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers, RM {rm} of {size}, applied index {applied}",
+        "wooter listening on {} (legacy and text framing), data directory {}, {users} users (indexed in {indexed_ms} ms), {workers} workers, {member}, applied index {applied}",
         event_loop.local_addr(),
         data_dir.display(),
     );
