@@ -113,3 +113,70 @@ fn metrics_and_stats_count_known_traffic() {
         .expect("wooter stats");
     assert!(!unreachable.status.success());
 }
+
+#[test]
+fn a_config_file_sets_the_options_and_the_command_line_overrides_it() {
+    let dir = TempDir::new("config");
+    let from_file = dir.path().join("from-file");
+    let from_flag = dir.path().join("from-flag");
+    let config = dir.path().join("wooter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:0\"\nidle_timeout = 60\n",
+            from_file.display()
+        ),
+    )
+    .expect("write config");
+    // The file alone.
+    let server = Server::spawn(&["--config".into(), config.display().to_string()]);
+    assert!(
+        server
+            .log()
+            .contains(&format!("data directory {}", from_file.display())),
+        "{}",
+        server.log()
+    );
+    let _ = metrics_addr(&server);
+    drop(server);
+    // A flag after it wins.
+    let server = Server::spawn(&[
+        "--config".into(),
+        config.display().to_string(),
+        "--data-dir".into(),
+        from_flag.display().to_string(),
+    ]);
+    assert!(
+        server
+            .log()
+            .contains(&format!("data directory {}", from_flag.display())),
+        "{}",
+        server.log()
+    );
+    drop(server);
+    // The example in contrib/ is valid: every key is an option.
+    let example = repo_root().join("contrib/wooter.toml");
+    let text = std::fs::read_to_string(&example).expect("contrib/wooter.toml");
+    let local = text
+        .replace("127.0.0.1:13090", "127.0.0.1:0")
+        .replace("127.0.0.1:9187", "127.0.0.1:0")
+        .replace("/var/lib/wooter", &dir.path().join("example").display().to_string());
+    let example_copy = dir.path().join("example.toml");
+    std::fs::write(&example_copy, local).expect("write");
+    let server = Server::spawn(&["--config".into(), example_copy.display().to_string()]);
+    let _ = metrics_addr(&server);
+    drop(server);
+    // A key that is no option is refused at start.
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nno_such_option = 1\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-option"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

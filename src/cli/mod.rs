@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod cluster;
+pub mod config_file;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the legacy and text protocols on one port.
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
     /// Start N local RMs as one cluster (child processes); Ctrl-C stops them.
     Cluster(cluster::ClusterArgs),
@@ -52,6 +54,12 @@ pub enum Command {
 /// Options of `wooter serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Read options from this TOML file first (keys are the long option
+    /// names, `listen = "127.0.0.1:13090"`, `stale_reads = true`, `peers =
+    /// ["1=...", "2=..."]`); options on the command line override it. See
+    /// contrib/wooter.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address for clients (both framings) [default: 127.0.0.1:13090; in a
     /// cluster, this RM's address from --peers or --rms].
     #[arg(long)]
@@ -240,7 +248,14 @@ impl ServeArgs {
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let args = match config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("wooter serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Serve(args) => {
             let (cluster, listen, data_dir) = match args.cluster() {
