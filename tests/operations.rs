@@ -180,3 +180,121 @@ fn a_config_file_sets_the_options_and_the_command_line_overrides_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn wooter(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run wooter")
+}
+
+#[test]
+fn an_export_imported_gives_back_the_old_servers_directory_byte_for_byte() {
+    let dir = TempDir::new("export-golden");
+    let orig = dir.path().join("orig");
+    copy_tree(&fixtures().join("data"), &orig);
+    let dump = dir.path().join("dump.jsonl");
+    let new = dir.path().join("new");
+    let out = wooter(&["export".as_ref(), orig.as_os_str(), "-o".as_ref(), dump.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = std::fs::read_to_string(&dump).expect("dump").lines().count();
+    assert_eq!(lines, 1 + 25, "a header and the fixture's 25 users");
+    let out = wooter(&[
+        "import".as_ref(),
+        dump.as_os_str(),
+        "--data-dir".as_ref(),
+        new.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checks clean"));
+    assert!(
+        tree(&orig) == tree(&new),
+        "the imported directory differs from the original"
+    );
+    // Importing over an existing directory is refused.
+    let again = wooter(&[
+        "import".as_ref(),
+        dump.as_os_str(),
+        "--data-dir".as_ref(),
+        new.as_os_str(),
+    ]);
+    assert!(!again.status.success());
+}
+
+/// Every read the frontend makes, for every user, as reply bytes.
+fn all_reads(server: &Server, users: &[String]) -> Vec<Vec<u8>> {
+    let mut replies = Vec::new();
+    for u in users {
+        replies.push(server.legacy(&frame("read_user", u.as_bytes())));
+        let rec = server.legacy(&frame("read_user", u.as_bytes()));
+        for (cmd, arg) in [
+            ("load_following", " followers 1000"),
+            ("load_following", " followees 1000"),
+            ("load_woots", " 1000"),
+            ("load_woots_seq", " 1000"),
+        ] {
+            let mut payload = rec.clone();
+            payload.extend_from_slice(arg.as_bytes());
+            replies.push(server.legacy(&frame(cmd, &payload)));
+        }
+    }
+    replies
+}
+
+#[test]
+fn a_running_rms_snapshot_exports_and_imports_to_the_same_answers() {
+    let dir = TempDir::new("export-live");
+    let live = dir.path().join("live");
+    copy_tree(&fixtures().join("data"), &live);
+    let server = Server::start(&live, &[]);
+    let mut users: Vec<String> = (0..25).map(|i| format!("member{i:03}")).collect();
+    for i in 0..5 {
+        let name = format!("live{i:02}");
+        let reply = text_at(server.addr, &format!("create_new_user {name} pw 20 l@x.org Live {i}")).expect("reply");
+        assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
+        let reply = text_at(server.addr, &format!("follow {name} member00{i}")).expect("reply");
+        assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
+        let reply = text_at(
+            server.addr,
+            &format!("write_woot {name} [2026-12-03 -> 9:0{i}:00] live woot {i}"),
+        )
+        .expect("reply");
+        assert_eq!(reply.last().map(String::as_str), Some("OK"), "{reply:?}");
+        users.push(name);
+    }
+    let snap = text_at(server.addr, "snapshot").expect("reply");
+    assert_eq!(snap.last().map(String::as_str), Some("OK"), "{snap:?}");
+    let index = snap[0]
+        .split(' ')
+        .find_map(|w| w.strip_prefix("index="))
+        .expect("index")
+        .to_string();
+    let file = std::fs::read_dir(live.join("raft/snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("snap-{index}-")))
+        })
+        .expect("the snapshot file");
+    let dump = dir.path().join("dump.jsonl");
+    let out = wooter(&["export".as_ref(), file.as_os_str(), "-o".as_ref(), dump.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = dir.path().join("new");
+    let out = wooter(&[
+        "import".as_ref(),
+        dump.as_os_str(),
+        "--data-dir".as_ref(),
+        new.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = Server::start(&new, &[]);
+    let before = all_reads(&server, &users);
+    let after = all_reads(&restored, &users);
+    assert_eq!(before.len(), after.len());
+    for (i, (a, b)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(a, b, "read {i} differs after export and import");
+    }
+    assert!(
+        before.iter().filter(|r| r.len() >= 260).count() >= 30,
+        "the reads found the users"
+    );
+}

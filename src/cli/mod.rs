@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod cluster;
 pub mod config_file;
+pub mod dump;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,24 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Drive a server with the frontend's traffic and measure it.
     Bench(crate::bench::BenchArgs),
+    /// Write every user, follow and woot as JSON lines (a backup): from a
+    /// data directory, or from a snapshot file of a running RM
+    /// (DATA_DIR/raft/snapshots/snap-*.wsnap) without stopping it.
+    Export {
+        /// A data directory, or a `.wsnap` snapshot file.
+        source: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Build a new data directory from an export.
+    Import {
+        /// The export (JSON lines).
+        dump: PathBuf,
+        /// The new data directory (must not hold one yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Print a running server's `stats` (exit 1 if it cannot be reached).
     Stats {
         /// The server's client address.
@@ -298,6 +317,20 @@ pub fn main() -> ExitCode {
             check(&data_dir)
         }
         Command::Cluster(args) => cluster::run(&args),
+        Command::Export { source, output } => match dump::export(&source, output.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wooter export: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Import { dump: file, data_dir } => match dump::import(&file, &data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wooter import: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Stats { target } => match stats(target) {
             Ok(text) => {
                 print!("{text}");

@@ -8,10 +8,12 @@
 //! - [`files`]: reads, and changes as write sets;
 //! - [`op`]: every change to the data, as a deterministic [`Op`];
 //! - [`query`]: every read, as a [`Query`];
-//! - [`check`]: the consistency checker behind `wooter check`.
+//! - [`check`]: the consistency checker behind `wooter check`;
+//! - [`dump`]: export and import as JSON lines.
 
 pub mod catalog;
 pub mod check;
+pub mod dump;
 pub mod error;
 pub mod faults;
 pub mod files;

@@ -76,7 +76,7 @@ fn write_user(set: &mut WriteSet, user: &UserRecord) {
 }
 
 /// An id as a list place holds it.
-fn id_cell(id: Option<u32>) -> Vec<u8> {
+pub(crate) fn id_cell(id: Option<u32>) -> Vec<u8> {
     let mut out = Vec::with_capacity(ID_WIDTH);
     match id {
         Some(id) => right(&mut out, id.to_string().as_bytes(), ID_WIDTH),

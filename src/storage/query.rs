@@ -125,7 +125,12 @@ impl Store {
 
     /// Reads woots `range` (by number), in `order`: one read (under its read
     /// lock) per column file, since a column holds ten consecutive woots.
-    fn read_woots(&self, id: u32, range: std::ops::Range<u32>, order: WootOrder) -> Result<Vec<Woot>, StoreError> {
+    pub(crate) fn read_woots(
+        &self,
+        id: u32,
+        range: std::ops::Range<u32>,
+        order: WootOrder,
+    ) -> Result<Vec<Woot>, StoreError> {
         let mut woots = Vec::with_capacity(range.len());
         let mut k = range.start;
         while k < range.end {
