@@ -298,3 +298,58 @@ fn a_running_rms_snapshot_exports_and_imports_to_the_same_answers() {
         "the reads found the users"
     );
 }
+
+#[test]
+fn an_old_servers_directory_becomes_a_three_rm_cluster_by_joining() {
+    let _serial = common::cluster::serial();
+    let plan = common::cluster::Cluster::prepare(3, "upgrade", &[]);
+    let addr = |k: u16| format!("127.0.0.1:{}", plan.base + k);
+    copy_tree(&fixtures().join("data"), &plan.dirs[0]);
+    let first = Server::spawn(&[
+        "--id".into(),
+        "1".into(),
+        "--listen".into(),
+        addr(1),
+        "--data-dir".into(),
+        plan.dirs[0].display().to_string(),
+    ]);
+    let joiners: Vec<Server> = (2..=3u16)
+        .map(|k| {
+            Server::spawn(&[
+                "--id".into(),
+                k.to_string(),
+                "--join".into(),
+                addr(1),
+                "--listen".into(),
+                addr(k),
+                "--data-dir".into(),
+                plan.dirs[k as usize - 1].display().to_string(),
+            ])
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut voters = 0;
+    while std::time::Instant::now() < deadline {
+        let rms = text_at(first.addr, "rms").unwrap_or_default();
+        voters = rms
+            .iter()
+            .filter(|l| l.contains("role=leader") || l.contains("role=follower"))
+            .count();
+        if voters == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(voters, 3, "{:?}", text_at(first.addr, "rms"));
+    let reply = text_at(joiners[1].addr, "read_user member001").expect("reply");
+    assert!(reply[0].starts_with("id=1 username=member001"), "{reply:?}");
+    let dirs: Vec<&std::path::Path> = plan.dirs.iter().map(|d| d.as_path()).collect();
+    assert!(
+        common::cluster::converged(&dirs, Duration::from_secs(10)),
+        "the joined RMs' data differs from the old directory's"
+    );
+    assert!(
+        tree(&plan.dirs[2]) == tree(&fixtures().join("data")),
+        "the old data changed on the way"
+    );
+}

@@ -203,7 +203,15 @@ impl ServeArgs {
                 id
             }
             (None, _, _) => return Err("--rms, --peers and --cluster need --id".to_string()),
-            (Some(_), None, true) => return Err("--id needs --rms N, --peers or --cluster".to_string()),
+            // A cluster of one that others may join later (its RM link
+            // listens at once).
+            (Some(id), None, true) => {
+                let listen = self
+                    .listen
+                    .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address"));
+                rms.insert(id, rm_addrs(listen)?);
+                id
+            }
         };
         let me = rms
             .get(&id)
