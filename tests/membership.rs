@@ -112,6 +112,27 @@ fn wait_for_role(addr: std::net::SocketAddr, id: u64, role: &str, timeout: Durat
     false
 }
 
+/// The arguments of `serve` for RM `id` joining through `member`.
+fn join_args(id: u64, member: std::net::SocketAddr, listen: std::net::SocketAddr, dir: &Path) -> Vec<String> {
+    vec![
+        "--id".into(),
+        id.to_string(),
+        "--join".into(),
+        member.to_string(),
+        "--listen".into(),
+        listen.to_string(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--leader-wait".into(),
+        "2".into(),
+    ]
+}
+
+/// The cluster's data directories and one more.
+fn dirs_with<'a>(cluster: &'a Cluster, extra: &'a Path) -> Vec<&'a Path> {
+    cluster.dirs.iter().map(|d| d.as_path()).chain([extra]).collect()
+}
+
 #[test]
 fn a_fourth_rm_joins_a_loaded_cluster_through_a_snapshot_and_ends_identical() {
     let _serial = serial();
@@ -131,18 +152,7 @@ fn a_fourth_rm_joins_a_loaded_cluster_through_a_snapshot_and_ends_identical() {
     std::thread::sleep(Duration::from_secs(1));
     let joiner_addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.base + 4));
     let joiner_dir = cluster.dir.path().join("rm_4");
-    let joiner = Server::spawn(&[
-        "--id".into(),
-        "4".into(),
-        "--join".into(),
-        rm1.to_string(),
-        "--listen".into(),
-        joiner_addr.to_string(),
-        "--data-dir".into(),
-        joiner_dir.display().to_string(),
-        "--leader-wait".into(),
-        "2".into(),
-    ]);
+    let joiner = Server::spawn(&join_args(4, rm1, joiner_addr, &joiner_dir));
     let (during_n, during_errors, during_p99) = bench_result(load);
     eprintln!(
         "join under load: p99 before {before_p99} µs ({before_n} requests), during {during_p99} µs ({during_n} requests)"
@@ -170,12 +180,7 @@ fn a_fourth_rm_joins_a_loaded_cluster_through_a_snapshot_and_ends_identical() {
         "no install logged: {}",
         joiner.log()
     );
-    let dirs: Vec<&Path> = cluster
-        .dirs
-        .iter()
-        .map(|d| d.as_path())
-        .chain([joiner_dir.as_path()])
-        .collect();
+    let dirs = dirs_with(&cluster, &joiner_dir);
     assert!(
         converged(&dirs, Duration::from_secs(20)),
         "RM 4's data directory differs from the others'"
@@ -321,18 +326,7 @@ fn an_install_cut_short_by_a_crash_is_finished_at_the_next_start() {
     }
     let joiner_addr = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.base + 4));
     let joiner_dir = cluster.dir.path().join("rm_4");
-    let args: Vec<String> = vec![
-        "--id".into(),
-        "4".into(),
-        "--join".into(),
-        rm1.to_string(),
-        "--listen".into(),
-        joiner_addr.to_string(),
-        "--data-dir".into(),
-        joiner_dir.display().to_string(),
-        "--leader-wait".into(),
-        "2".into(),
-    ];
+    let args = join_args(4, rm1, joiner_addr, &joiner_dir);
     // The install fails after two of the five folders are swapped in, as
     // a crash there would leave it: the RM stops taking part (fail
     // closed), and is then killed.
@@ -358,12 +352,7 @@ fn an_install_cut_short_by_a_crash_is_finished_at_the_next_start() {
         "no reinstall at start: {}",
         joiner.log()
     );
-    let dirs: Vec<&Path> = cluster
-        .dirs
-        .iter()
-        .map(|d| d.as_path())
-        .chain([joiner_dir.as_path()])
-        .collect();
+    let dirs = dirs_with(&cluster, &joiner_dir);
     assert!(
         converged(&dirs, Duration::from_secs(20)),
         "RM 4 did not converge after the reinstall"
@@ -432,16 +421,8 @@ fn a_join_the_cluster_refuses_stops_the_new_rm_with_an_error() {
     assert!(cluster.leader(Duration::from_secs(10)).is_some(), "no leader elected");
     let dir = cluster.dir.path().join("impostor");
     // RM 2 exists at another address: the join is refused for good.
-    let mut joiner = Server::spawn(&[
-        "--id".into(),
-        "2".into(),
-        "--join".into(),
-        cluster.rm(1).addr.to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", cluster.base + 4),
-        "--data-dir".into(),
-        dir.display().to_string(),
-    ]);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.base + 4));
+    let mut joiner = Server::spawn(&join_args(2, cluster.rm(1).addr, listen, &dir));
     let deadline = Instant::now() + Duration::from_secs(20);
     while joiner.is_running() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
