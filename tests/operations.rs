@@ -21,6 +21,20 @@ fn metrics_addr(server: &Server) -> String {
     log[at..].split('/').next().expect("address").to_string()
 }
 
+/// Whether curl is here; outside CI a missing curl skips the test (said
+/// on standard error), in CI it fails it.
+fn have_curl() -> bool {
+    if Command::new("curl").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have curl (.ci/run installs it)"
+    );
+    eprintln!("curl is not installed: this metrics test did not run");
+    false
+}
+
 fn curl(url: &str) -> (String, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--max-time", "10", url])
@@ -33,12 +47,7 @@ fn curl(url: &str) -> (String, String) {
 
 #[test]
 fn metrics_and_stats_count_known_traffic() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have curl (.ci/run installs it)"
-        );
-        eprintln!("curl is not installed: the metrics test did not run");
+    if !have_curl() {
         return;
     }
     let dir = TempDir::new("metrics");
@@ -175,7 +184,7 @@ fn a_config_file_sets_the_options_and_the_command_line_overrides_it() {
         .expect("run");
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no-such-option"),
+        String::from_utf8_lossy(&out.stderr).contains("'no_such_option' is not an option"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -352,4 +361,82 @@ fn an_old_servers_directory_becomes_a_three_rm_cluster_by_joining() {
         tree(&plan.dirs[2]) == tree(&fixtures().join("data")),
         "the old data changed on the way"
     );
+}
+
+#[test]
+fn an_export_that_contradicts_itself_is_refused_and_leaves_no_directory() {
+    let dir = TempDir::new("import-bad");
+    let header = "{\"wooter_export\":1}\n";
+    let user = |id: u32, followees: &str, followers: &str| {
+        format!(
+            "{{\"id\":{id},\"username\":\"u{id}\",\"password\":\"p\",\"name\":\"N\",\"age\":\"1\",\"email\":\"e\",\"status\":\"n\",\"followees\":[{followees}],\"followers\":[{followers}],\"woots\":[]}}\n"
+        )
+    };
+    for (name, body) in [
+        ("dangling", user(0, "7", "")),
+        ("one-sided", format!("{}{}", user(0, "1", ""), user(1, "", ""))),
+        ("self", user(0, "0", "0")),
+        ("duplicate id", format!("{}{}", user(3, "", ""), user(3, "", ""))),
+        ("huge id", user(4_294_967_295, "", "")),
+        ("bad header", user(0, "", "")),
+    ] {
+        let dump = dir.path().join("dump.jsonl");
+        let text = if name == "bad header" {
+            body
+        } else {
+            format!("{header}{body}")
+        };
+        std::fs::write(&dump, text).expect("write");
+        let target = dir.path().join("target");
+        let out = wooter(&[
+            "import".as_ref(),
+            dump.as_os_str(),
+            "--data-dir".as_ref(),
+            target.as_os_str(),
+        ]);
+        assert!(!out.status.success(), "{name}: imported");
+        assert!(!target.exists(), "{name}: a directory was left behind");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("importing"))
+            .collect();
+        assert!(leftovers.is_empty(), "{name}: a half-built directory was left");
+    }
+}
+
+#[test]
+fn silent_scrapers_are_closed_and_cannot_starve_the_client_port() {
+    if !have_curl() {
+        return;
+    }
+    let dir = TempDir::new("scrapers");
+    let server = Server::start(
+        dir.path(),
+        &["--metrics-listen", "127.0.0.1:0", "--partial-timeout", "1"],
+    );
+    let addr: std::net::SocketAddr = metrics_addr(&server).parse().expect("address");
+    // More silent scrapers than the port takes at once.
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            silent.push(s);
+        }
+    }
+    let reply = text_at(server.addr, "stats").expect("stats beside the scrapers");
+    assert_eq!(reply.last().map(String::as_str), Some("OK"));
+    // After the partial timeout they are closed: a read sees the end.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut closed = 0;
+    for s in &mut silent {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let mut buf = [0u8; 1];
+        if matches!(s.read(&mut buf), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, silent.len(), "silent scrapers still open");
+    let (page, code) = curl(&format!("http://{addr}/metrics"));
+    assert_eq!(code, "200", "{page}");
 }

@@ -37,7 +37,14 @@ pub fn export(source: &Path, output: Option<&Path>) -> Result<(), String> {
     let root = if source.is_file() {
         // A snapshot of a running RM: unpacked (and checked) into a scratch
         // directory, so the RM is not disturbed.
-        let dir = std::env::temp_dir().join(format!("wooter-export-{}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("wooter-export-{}-{nanos}", std::process::id()));
+        // Made here, not found: never a directory someone else prepared.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let scratch = Scratch(dir.clone());
         crate::raft::snapshot::install(source, &dir, &dir.join("raft"))
             .map_err(|e| format!("{}: not a readable snapshot: {e}", source.display()))?;
@@ -71,13 +78,24 @@ pub fn export(source: &Path, output: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
+/// Line breaks in a file, read in blocks (for the progress bar).
+fn count_lines(file: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut f = File::open(file)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+}
+
 /// Imports `file` into the new data directory `data_dir`.
 pub fn import(file: &Path, data_dir: &Path) -> Result<(), String> {
-    let lines = std::fs::read(file)
-        .map_err(|e| format!("{}: {e}", file.display()))?
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count() as u64;
+    let lines = count_lines(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let input = BufReader::new(File::open(file).map_err(|e| format!("{}: {e}", file.display()))?);
     let bar = bar(lines.saturating_sub(1), "importing");
     let users = dump::import(input, data_dir, |_| bar.inc(1))?;

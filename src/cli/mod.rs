@@ -362,30 +362,50 @@ pub fn main() -> ExitCode {
 /// Asks `target` for `stats` over the text framing; the reply's lines
 /// without the final `OK`.
 fn stats(target: SocketAddr) -> std::io::Result<String> {
-    use std::io::{BufRead, BufReader, Write};
-    let timeout = std::time::Duration::from_secs(5);
-    let stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
+    use std::io::{Read, Write};
+    // A whole answer within 5 s and 64 KiB, or none: whatever listens
+    // there may not be a wooter.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let stream = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5))?;
     (&stream).write_all(b"stats\n")?;
-    let mut out = String::new();
-    let mut reader = BufReader::new(&stream);
-    for _ in 0..1000 {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no whole stats reply within 5 s (is it a wooter server?)",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match (&stream).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break; // closed: whatever came is judged below
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if reply.len() > 64 * 1024 {
+            return Err(std::io::Error::other(
+                "the reply is over 64 KiB: not a wooter stats reply",
+            ));
+        }
+        if reply.ends_with(b"\nOK\n") || reply.starts_with(b"ERR") && reply.ends_with(b"\n") {
             break;
         }
-        if line.trim_end() == "OK" {
-            return Ok(out);
-        }
-        if line.starts_with("ERR") {
-            return Err(std::io::Error::other(line.trim_end().to_string()));
-        }
-        out.push_str(&line);
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::UnexpectedEof,
-        "the server closed before OK",
-    ))
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    match text.strip_suffix("OK\n") {
+        Some(body) => Ok(body.to_string()),
+        None => Err(std::io::Error::other(format!(
+            "not a stats reply: {}",
+            text.lines().next().unwrap_or("")
+        ))),
+    }
 }
 
 fn check(data_dir: &std::path::Path) -> ExitCode {

@@ -53,6 +53,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// connect at once, and each dropped SYN costs its client a second.
 const LISTEN_BACKLOG: libc::c_int = 4096;
 
+/// Metrics connections open at once, at most; beyond, new ones are closed.
+const MAX_SCRAPERS: usize = 64;
+/// How long a metrics page is served again instead of made anew.
+const METRICS_FRESH: Duration = Duration::from_millis(250);
+
 /// Binds a listener with a long accept queue.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     use std::os::fd::AsRawFd;
@@ -120,6 +125,10 @@ pub struct EventLoop {
     requests: std::collections::BTreeMap<&'static str, u64>,
     /// Replies by command and outcome, and their latencies.
     pub(super) metrics: super::metrics::RequestMetrics,
+    /// The last metrics page and when it was made: scrapes within
+    /// [`METRICS_FRESH`] get it again, so a scrape flood costs little.
+    metrics_page_cache: Option<(Instant, String)>,
+    scrapers: usize,
     /// Set by SIGTERM or SIGINT: no new connections, finish what is in flight.
     shutting_down: Option<Instant>,
     /// The RM-link listener, once bound.
@@ -205,6 +214,8 @@ impl EventLoop {
             started: Instant::now(),
             requests: Default::default(),
             metrics: Default::default(),
+            metrics_page_cache: None,
+            scrapers: 0,
             peer_listener: None,
             transfers,
             joined,
@@ -470,6 +481,9 @@ impl EventLoop {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return, // WouldBlock, or out of descriptors: the next event retries
             };
+            if self.scrapers >= MAX_SCRAPERS {
+                continue; // dropped: closed at once
+            }
             let entry = self.endpoints.vacant_entry();
             if self
                 .poll
@@ -478,6 +492,7 @@ impl EventLoop {
                 .is_ok()
             {
                 entry.insert(Endpoint::Metrics(super::metrics_http::HttpConn::new(stream)));
+                self.scrapers += 1;
             }
         }
     }
@@ -489,13 +504,21 @@ impl EventLoop {
         let path = match conn.read_head() {
             Ok(p) => p,
             Err(_) => {
-                self.endpoints.remove(token.0);
+                self.remove_scraper(token);
                 return;
             }
         };
         if let Some(path) = path {
             let (status, body) = if path == "/metrics" {
-                ("200 OK", self.metrics_page())
+                let page = match &self.metrics_page_cache {
+                    Some((at, page)) if at.elapsed() < METRICS_FRESH => page.clone(),
+                    _ => {
+                        let page = self.metrics_page();
+                        self.metrics_page_cache = Some((Instant::now(), page.clone()));
+                        page
+                    }
+                };
+                ("200 OK", page)
             } else {
                 ("404 Not Found", "only /metrics is served here\n".to_string())
             };
@@ -505,8 +528,15 @@ impl EventLoop {
         }
         if let Some(Endpoint::Metrics(conn)) = self.endpoints.get_mut(token.0) {
             if !matches!(conn.flush(), Ok(false)) {
-                self.endpoints.remove(token.0);
+                self.remove_scraper(token);
             }
+        }
+    }
+
+    fn remove_scraper(&mut self, token: Token) {
+        if let Some(Endpoint::Metrics(_)) = self.endpoints.get(token.0) {
+            self.endpoints.remove(token.0);
+            self.scrapers -= 1;
         }
     }
 
@@ -864,6 +894,16 @@ impl EventLoop {
                 _ => None,
             })
             .collect();
+        // A scraper gets the partial timeout for its whole exchange.
+        let slow_scrapers: Vec<usize> = self
+            .endpoints
+            .iter()
+            .filter(|(_, e)| matches!(e, Endpoint::Metrics(c) if now.duration_since(c.since) >= partial))
+            .map(|(k, _)| k)
+            .collect();
+        for key in slow_scrapers {
+            self.remove_scraper(Token(key));
+        }
         for (key, reason) in quiet {
             // Said, then dropped: a quiet client gets no linger.
             if let (Some(reason), Some(c)) = (reason, self.client(Token(key))) {

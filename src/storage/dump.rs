@@ -184,13 +184,42 @@ fn user_write_set(files: &DataFiles, v: &Value, set: &mut WriteSet) -> Result<()
     Ok(())
 }
 
+/// Empty rows allowed between two users of an export (the old server fills
+/// slots in order, so an honest export has none, or a few): more would be
+/// a hostile id making import write blank user files without end.
+const MAX_ROW_GAP: u32 = 1_000;
+
 /// Builds the data directory `root` (which must not hold one yet) from an
 /// export read from `input`; `progress` is called per user. Returns the
-/// users imported.
-pub fn import(input: impl BufRead, root: &Path, mut progress: impl FnMut(u64)) -> Result<u64, String> {
+/// users imported. The directory is built beside `root` and renamed into
+/// place only once it checks clean, so a failed import leaves nothing that
+/// looks like a data directory.
+pub fn import(input: impl BufRead, root: &Path, progress: impl FnMut(u64)) -> Result<u64, String> {
     if root.join("users").exists() {
         return Err(format!("{} already holds a data directory", root.display()));
     }
+    let name = root
+        .file_name()
+        .ok_or_else(|| format!("{} names no directory", root.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let building = root.with_file_name(format!(".{name}.importing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    let result = build(input, &building, progress).and_then(|users| {
+        if root.exists() {
+            // An empty directory made for it (anything else was refused).
+            std::fs::remove_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        }
+        std::fs::rename(&building, root).map_err(|e| format!("{}: {e}", root.display()))?;
+        Ok(users)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    result
+}
+
+fn build(input: impl BufRead, root: &Path, mut progress: impl FnMut(u64)) -> Result<u64, String> {
     for folder in FOLDERS {
         super::create_private_dir(&root.join(folder)).map_err(|e| e.to_string())?;
     }
@@ -202,19 +231,50 @@ pub fn import(input: impl BufRead, root: &Path, mut progress: impl FnMut(u64)) -
         return Err("line 1 is not a wooter export header".into());
     }
     let mut users = 0;
+    let mut next_row = 0u32;
+    let mut last_id: Option<u32> = None;
     for (n, line) in lines.enumerate() {
-        let line = line.map_err(|e| e.to_string())?;
+        let at = |e: String| format!("line {}: {e}", n + 2);
+        let line = line.map_err(|e| at(e.to_string()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 2))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
+        let id = v
+            .get("id")
+            .and_then(Value::as_u64)
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| at("no id".into()))?;
+        if last_id.is_some_and(|l| id <= l) {
+            return Err(at(format!("id {id} is not above the previous user's")));
+        }
+        let (row, _) = row_slot(id);
+        if row >= super::layout::MAX_ROWS || row > next_row + MAX_ROW_GAP {
+            return Err(at(format!("id {id} is far beyond the users before it")));
+        }
         let mut set = WriteSet::default();
-        user_write_set(&files, &v, &mut set).map_err(|e| format!("line {}: {e}", n + 2))?;
-        files.commit(&set).map_err(|e| format!("line {}: {e}", n + 2))?;
+        // Rows with no user still have their (blank) user file.
+        for gap in next_row..row {
+            set.create_blank(FileId::Users(gap));
+        }
+        next_row = next_row.max(row + 1);
+        last_id = Some(id);
+        user_write_set(&files, &v, &mut set).map_err(at)?;
+        files.commit(&set).map_err(|e| at(e.to_string()))?;
         users += 1;
         progress(users);
     }
-    // The fids file (free slots per row) follows from the records.
-    super::check::repair(root).map_err(|e| e.to_string())?;
+    // The fids file (free slots per row) follows from the records; any
+    // other repair means the export contradicts itself.
+    let repairs = super::check::repair(root).map_err(|e| e.to_string())?;
+    let wrong: Vec<&String> = repairs.changes.iter().filter(|c| !c.starts_with("fids/")).collect();
+    if !wrong.is_empty() {
+        let shown: Vec<&str> = wrong.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(format!(
+            "the export contradicts itself in {} place(s), e.g. {}",
+            wrong.len(),
+            shown.join("; ")
+        ));
+    }
     Ok(users)
 }

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 /// Users per row: user `i` lives in row `i / 10`, slot `i % 10`.
 pub const SLOTS_PER_ROW: u32 = 10;
+/// Rows served at most (100 million users): a user file numbered beyond
+/// is refused, so a stray `users/u_4000000000.txt` cannot make the index
+/// (one entry per row) take gigabytes.
+pub const MAX_ROWS: u32 = 10_000_000;
 /// A user record line: 259 bytes and `\n`.
 pub const USER_LINE: usize = 260;
 /// Width of one id in a follow list file.

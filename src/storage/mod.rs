@@ -150,7 +150,18 @@ impl Store {
 fn build_index(root: &Path, files: &DataFiles) -> Result<Index, StoreError> {
     let mut catalog = Catalog::default();
     let mut records = Vec::new();
-    for row in user_file_rows(root)? {
+    let rows = user_file_rows(root)?;
+    if let Some(&row) = rows.last().filter(|r| **r >= layout::MAX_ROWS) {
+        return Err(StoreError::Corrupt {
+            file: FileId::Users(row).path(root),
+            detail: format!(
+                "a user file numbered beyond the {} rows ({} users) wooter serves",
+                layout::MAX_ROWS,
+                u64::from(layout::MAX_ROWS) * u64::from(layout::SLOTS_PER_ROW)
+            ),
+        });
+    }
+    for &row in &rows {
         let Some(bytes) = files.read_all(FileId::Users(row))? else {
             continue;
         };
@@ -181,10 +192,17 @@ fn build_index(root: &Path, files: &DataFiles) -> Result<Index, StoreError> {
             }
         }
     }
-    for row in 0..catalog.rows() {
-        if !files.exists(FileId::Users(row)) {
-            log::warn!("users/u_{row}.txt is missing: row {row} is served as empty");
-        }
+    let missing: Vec<u32> = (0..catalog.rows())
+        .filter(|row| rows.binary_search(row).is_err())
+        .collect();
+    for row in missing.iter().take(10) {
+        log::warn!("users/u_{row}.txt is missing: row {row} is served as empty");
+    }
+    if missing.len() > 10 {
+        log::warn!(
+            "{} more user files are missing (rows served as empty)",
+            missing.len() - 10
+        );
     }
     if let Some(fids) = files.read_all(FileId::Fids)? {
         let digits = fids
