@@ -581,6 +581,11 @@ impl EventLoop {
 
     /// Accepts on every client listener (after a pause, say).
     fn accept_everywhere(&mut self) {
+        // RM links first: they are few and the cluster needs them, and a
+        // shutting-down RM still hands its leadership over through them.
+        if let Some(peers) = self.peer_listener {
+            self.accept_peers(peers);
+        }
         if self.shutting_down.is_some() {
             return;
         }
@@ -588,6 +593,17 @@ impl EventLoop {
         if let Some(primary) = self.primary {
             self.accept_all(primary);
         }
+    }
+
+    /// Stops accepting for [`ACCEPT_BACKOFF`] (out of descriptors, say): the
+    /// pending connections wait in the backlog instead of the loop spinning.
+    pub(super) fn pause_accepts(&mut self) {
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+    }
+
+    /// Whether accepts are paused now.
+    pub(super) fn accepts_paused(&self) -> bool {
+        self.accept_paused_until.is_some()
     }
 
     /// Binds the primary address while this RM is the leader, and lets it
@@ -646,7 +662,7 @@ impl EventLoop {
                     // EMFILE and friends: the pending connection stays in
                     // the backlog; retry shortly instead of spinning.
                     log::warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.pause_accepts();
                     return;
                 }
             };

@@ -538,6 +538,9 @@ impl EventLoop {
     }
 
     pub(super) fn accept_peers(&mut self, token: Token) {
+        if self.accepts_paused() {
+            return; // the pause's end accepts again
+        }
         loop {
             let Some(Endpoint::PeerListener(l)) = self.endpoints.get_mut(token.0) else {
                 return;
@@ -547,7 +550,10 @@ impl EventLoop {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("RM link accept failed: {e}");
+                    // EMFILE and friends: the dial waits in the backlog; the
+                    // loop tries again after the same pause as for clients.
+                    log::warn!("RM link accept failed: {e}; pausing accepts");
+                    self.pause_accepts();
                     return;
                 }
             };
