@@ -228,6 +228,18 @@ fn removing_an_rm_works_and_a_removal_that_would_lose_the_quorum_is_refused() {
     );
     let rms = text_at(leader_addr, "rms").expect("rms");
     assert_eq!(rms.len(), 4, "three members and OK: {rms:?}");
+    let dead = rms
+        .iter()
+        .find(|l| l.starts_with(&format!("rm={other} ")))
+        .and_then(|l| {
+            l.split(' ')
+                .find_map(|w| w.strip_prefix("heard_ms_ago=")?.parse::<u64>().ok())
+        })
+        .unwrap_or_else(|| panic!("no heard_ms_ago for RM {other}: {rms:?}"));
+    assert!(
+        dead >= 2_000,
+        "RM {other} died 3 s ago but was heard {dead} ms ago: {rms:?}"
+    );
 
     // Removing the dead one is fine (asked through a follower, which
     // forwards it to the leader), and the two left still commit writes.

@@ -62,7 +62,14 @@ pub fn export(source: &Path, output: Option<&Path>) -> Result<(), String> {
     let bar = bar(store.max_id().map_or(0, |m| u64::from(m) + 1), "exporting");
     let result = match output {
         Some(path) => {
-            let mut out = BufWriter::new(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?);
+            // It holds every password: readable by its owner only.
+            let file = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+                0o600,
+            )
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut out = BufWriter::new(file);
             dump::export(&store, &mut out, |_| bar.inc(1))
         }
         None => {

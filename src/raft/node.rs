@@ -328,8 +328,42 @@ impl Replica {
         };
         let mut book = book;
         if let Some(a) = me.get(&config.id) {
-            // This RM's own address is what it was started with.
-            book.entry(config.id).or_insert(*a);
+            let alone = conf_state.voters == [config.id] && conf_state.learners.is_empty();
+            match book.get(&config.id) {
+                None => {
+                    book.insert(config.id, *a);
+                }
+                Some(old) if old != a && alone => {
+                    // No one else knows this RM yet: its address is what it
+                    // was started with.
+                    log::info!(
+                        "RM {}'s address changes from {} (link {}) to {} (link {})",
+                        config.id,
+                        old.client,
+                        old.peer,
+                        a.client,
+                        a.peer
+                    );
+                    book.insert(config.id, *a);
+                    wal.persist_members(&conf_state, &book)?;
+                }
+                Some(old) if old != a => log::warn!(
+                    "the cluster knows RM {} at {} (link {}), not at {} as started: the others keep reaching it there (remove_rm and add_rm it to move it)",
+                    config.id,
+                    old.client,
+                    old.peer,
+                    a.client
+                ),
+                Some(_) => {}
+            }
+        }
+        let listed: Vec<u64> = config.rms.keys().copied().collect();
+        if replayed.conf_state.is_some() && listed.len() > 1 && listed != membership::members(&conf_state) {
+            log::warn!(
+                "the raft log's membership (voters {:?}, learners {:?}) is not the list this RM was started with ({listed:?}): the log wins; change members with add_rm and remove_rm, or start a new cluster from copies of the five data folders without raft/",
+                conf_state.voters,
+                conf_state.learners
+            );
         }
         let mem = rebuild_storage(&replayed, &conf_state)?;
         let mut storage = LogStorage::new(mem);

@@ -465,7 +465,9 @@ impl EventLoop {
                 .filter(|(id, _)| *id != self.cluster.id)
                 .map(|(id, m)| format!("rm{id}={}", last.saturating_sub(*m)))
                 .collect();
-            out.push_str(&format!("lag {}\n", lags.join(" ")));
+            if !lags.is_empty() {
+                out.push_str(&format!("lag {}\n", lags.join(" ")));
+            }
         }
         out.push_str("OK\n");
         out.into_bytes()

@@ -32,6 +32,7 @@ use crate::protocol::text::{self, TextCommand};
 use crate::protocol::Framing;
 use crate::raft::node::RaftError;
 use crate::raft::node::{MembershipChange, RmAddrs};
+use crate::storage::StoreError;
 
 /// How long to wait before dialling a peer again.
 const REDIAL: Duration = Duration::from_millis(300);
@@ -154,6 +155,13 @@ impl EventLoop {
                     out.push_str(&format!(" matched={matched} lag={}", last.saturating_sub(*matched)))
                 }
                 None => out.push_str(" lag=unknown"),
+            }
+            if *id != self.cluster.id {
+                // The lag alone says nothing of a member that just died.
+                match self.repl.last_heard.get(id) {
+                    Some(t) => out.push_str(&format!(" heard_ms_ago={}", t.elapsed().as_millis())),
+                    None => out.push_str(" heard_ms_ago=never"),
+                }
             }
             out.push('\n');
         }
@@ -343,8 +351,12 @@ impl EventLoop {
                 Framing::Legacy => legacy::encode_reply(&result),
                 Framing::Text => text::encode_reply(&result),
             };
-            if let Err(e) = &result {
-                log::warn!("write at log index {}: {e}", applied.index);
+            match &result {
+                Err(e @ (StoreError::Io(_) | StoreError::Corrupt { .. })) => {
+                    log::error!("write at log index {}: {e}", applied.index)
+                }
+                Err(e) => log::debug!("write at log index {}: {e}", applied.index),
+                Ok(_) => {}
             }
             self.respond(pending.origin, reply, applied.index);
         }

@@ -125,7 +125,9 @@ fn run(job: Job, store: &Store) -> Completion {
     if let Err(e) = &result {
         match e {
             StoreError::Io(_) | StoreError::Corrupt { .. } => log::error!("{}: {e}", job.request.name()),
-            _ => log::warn!("{} ({}): {e}", job.request.name(), job.framing.as_str()),
+            // A miss, a taken name, a bad value: the client's answer, not
+            // the operator's concern.
+            _ => log::debug!("{} ({}): {e}", job.request.name(), job.framing.as_str()),
         }
     }
     let reply = match job.framing {

@@ -271,7 +271,7 @@ fn build(input: impl BufRead, root: &Path, mut progress: impl FnMut(u64)) -> Res
     if !wrong.is_empty() {
         let shown: Vec<&str> = wrong.iter().take(5).map(|s| s.as_str()).collect();
         return Err(format!(
-            "the export contradicts itself in {} place(s), e.g. {}",
+            "the export contradicts itself (nothing was imported): making it consistent would take {} change(s), e.g. {}",
             wrong.len(),
             shown.join("; ")
         ));
