@@ -419,6 +419,16 @@ fn raise_fd_limit() -> u64 {
 /// so many ephemeral ports toward one destination, and Linux's search for
 /// a free one slows down as they fill.
 fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    connect_with(from, to, None)
+}
+
+/// As [`connect_from`], with the receive buffer set to `rcvbuf` bytes
+/// first (the kernel then holds little of a reply the client does not read).
+fn connect_with(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+    rcvbuf: Option<libc::c_int>,
+) -> Option<std::net::TcpStream> {
     use std::os::fd::FromRawFd;
     let std::net::SocketAddr::V4(to) = to else { return None };
     let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
@@ -436,6 +446,15 @@ fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> Option<st
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return None;
+        }
+        if let Some(size) = rcvbuf {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
         }
         // The port is then picked at connect, by the whole address pair.
         let one: libc::c_int = 1;
@@ -535,5 +554,106 @@ fn ten_thousand_idle_connections_do_not_stop_the_others() {
         "p99 {p99:?} beside the idle connections"
     );
     drop(idle);
+    assert_serving(&mut server);
+}
+
+/// The server's resident memory in kB.
+fn rss_kb(server: &Server) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn readers_that_never_read_a_large_reply_are_bounded_and_closed() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("nonreader");
+    let mut server = Server::start(dir.path(), &["--partial-timeout", "2"]);
+    // A user with 3,000 woots: a full load_woots reply is ~370 KB.
+    let mut t = TextSession::open(&server);
+    assert_eq!(
+        t.send("create_new_user bigwooter pw 20 b@x.org Big")
+            .last()
+            .map(String::as_str),
+        Some("OK")
+    );
+    t.close();
+    let s = std::net::TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let mut lines = String::new();
+    for i in 0..3_000 {
+        lines.push_str(&format!(
+            "write_woot bigwooter [2026-12-03 -> 9:00:00] woot number {i} {}\n",
+            "x".repeat(60)
+        ));
+    }
+    // Written from a thread: the replies must be read meanwhile, or both
+    // sides' buffers fill and each waits for the other.
+    let writer = std::thread::spawn(move || w.write_all(lines.as_bytes()).is_ok());
+    let mut r = BufReader::new(s);
+    let mut oks = 0;
+    let mut line = String::new();
+    while oks < 3_000 {
+        line.clear();
+        if r.read_line(&mut line).expect("reply") == 0 {
+            break;
+        }
+        if line == "OK\n" {
+            oks += 1;
+        }
+    }
+    assert_eq!(oks, 3_000, "every woot answered");
+    assert!(writer.join().unwrap_or(false), "sending the woots failed");
+
+    let before = rss_kb(&server);
+    // 200 clients ask for all of them and never read a byte.
+    let mut stuck = Vec::new();
+    for i in 0..200u8 {
+        let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + i % 8);
+        let mut c = connect_with(from, server.addr, Some(4096)).expect("connect");
+        c.write_all(b"load_woots bigwooter\n").expect("ask");
+        stuck.push(c);
+    }
+    // The server keeps serving others meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let reply = server.legacy(&frame("read_user", b"bigwooter"));
+    assert_eq!(reply.len(), 260, "a request failed beside the non-readers");
+    let during = rss_kb(&server);
+    // Each holds at most its one reply (~370 KB less what the kernel's
+    // buffers took): 200 of them stay well under 200 MB, and after the
+    // partial timeout they are closed and their buffers freed.
+    assert!(during < before + 200 * 1024, "RSS grew from {before} to {during} kB");
+    std::thread::sleep(Duration::from_secs(4));
+    let mut closed = 0;
+    for c in &mut stuck {
+        c.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let mut sink = vec![0u8; 1 << 20];
+        // Drain what the kernel holds; the end must follow.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match c.read(&mut sink) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    closed += 1;
+                    break;
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e) => panic!("reading a non-reader's socket: {e}"),
+                Ok(_) => {}
+            }
+        }
+    }
+    eprintln!("RSS before {before} kB, with 200 non-readers {during} kB; {closed} closed");
+    assert_eq!(closed, stuck.len(), "non-readers still open after the partial timeout");
+    assert!(server.log().contains("has not read its reply"), "{}", server.log());
     assert_serving(&mut server);
 }

@@ -70,6 +70,8 @@ pub struct Connection {
     pub waiting: bool,
     /// The request being answered: its command and when it arrived.
     pub current: Option<(&'static str, std::time::Instant)>,
+    /// Some reply was queued on it once.
+    answered: bool,
     /// Last time bytes moved in either direction.
     pub last_activity: Instant,
     /// When the request now being received began (its first byte, or the
@@ -104,6 +106,7 @@ impl Connection {
             request_started: Instant::now(),
             lingering: None,
             current: None,
+            answered: false,
             input: Vec::new(),
             start: 0,
             output: Vec::new(),
@@ -131,6 +134,21 @@ impl Connection {
     /// Whether reply bytes wait for the socket.
     pub fn has_output(&self) -> bool {
         self.written < self.output.len()
+    }
+
+    /// Whether the kernel still holds reply bytes the client has not taken
+    /// (its send queue: a reply may fit there whole while the client reads
+    /// nothing). Only asked of connections that were answered.
+    pub fn kernel_holds_output(&self) -> bool {
+        if !self.answered {
+            return false;
+        }
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int, into `queued`, for a socket
+        // this connection owns.
+        let ok = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+        ok && queued > 0
     }
 
     /// Reads everything the socket has now (edge-triggered readiness needs
@@ -202,6 +220,7 @@ impl Connection {
         }
         self.output.extend_from_slice(bytes);
         self.close_after_flush |= close;
+        self.answered = true;
     }
 
     /// Writes as much queued output as the socket takes. Returns true when

@@ -891,7 +891,7 @@ impl EventLoop {
                 Endpoint::Client(c) if c.lingering.is_some() => None,
                 Endpoint::Client(c) if !c.waiting => {
                     let quiet_for = now.duration_since(c.last_activity);
-                    let reason = if c.has_output() && quiet_for >= partial {
+                    let reason = if quiet_for >= partial && (c.has_output() || c.kernel_holds_output()) {
                         Some(format!("closed: the client has not read its reply for {quiet_for:?}"))
                     } else if c.framing.is_none() && !c.has_input() && quiet_for >= partial {
                         Some(format!("closed: connected but sent nothing for {quiet_for:?}"))
