@@ -194,6 +194,22 @@ fn wooter(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("run wooter")
 }
 
+/// `wooter export SOURCE -o DUMP`, which must succeed.
+fn export(source: &std::path::Path, dump: &std::path::Path) {
+    let out = wooter(&["export".as_ref(), source.as_os_str(), "-o".as_ref(), dump.as_os_str()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `wooter import DUMP --data-dir TARGET`, as it ended.
+fn import(dump: &std::path::Path, target: &std::path::Path) -> std::process::Output {
+    wooter(&[
+        "import".as_ref(),
+        dump.as_os_str(),
+        "--data-dir".as_ref(),
+        target.as_os_str(),
+    ])
+}
+
 #[test]
 fn an_export_imported_gives_back_the_old_servers_directory_byte_for_byte() {
     let dir = TempDir::new("export-golden");
@@ -201,16 +217,10 @@ fn an_export_imported_gives_back_the_old_servers_directory_byte_for_byte() {
     copy_tree(&fixtures().join("data"), &orig);
     let dump = dir.path().join("dump.jsonl");
     let new = dir.path().join("new");
-    let out = wooter(&["export".as_ref(), orig.as_os_str(), "-o".as_ref(), dump.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export(&orig, &dump);
     let lines = std::fs::read_to_string(&dump).expect("dump").lines().count();
     assert_eq!(lines, 1 + 25, "a header and the fixture's 25 users");
-    let out = wooter(&[
-        "import".as_ref(),
-        dump.as_os_str(),
-        "--data-dir".as_ref(),
-        new.as_os_str(),
-    ]);
+    let out = import(&dump, &new);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("checks clean"));
     assert!(
@@ -218,12 +228,7 @@ fn an_export_imported_gives_back_the_old_servers_directory_byte_for_byte() {
         "the imported directory differs from the original"
     );
     // Importing over an existing directory is refused.
-    let again = wooter(&[
-        "import".as_ref(),
-        dump.as_os_str(),
-        "--data-dir".as_ref(),
-        new.as_os_str(),
-    ]);
+    let again = import(&dump, &new);
     assert!(!again.status.success());
 }
 
@@ -285,15 +290,9 @@ fn a_running_rms_snapshot_exports_and_imports_to_the_same_answers() {
         })
         .expect("the snapshot file");
     let dump = dir.path().join("dump.jsonl");
-    let out = wooter(&["export".as_ref(), file.as_os_str(), "-o".as_ref(), dump.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export(&file, &dump);
     let new = dir.path().join("new");
-    let out = wooter(&[
-        "import".as_ref(),
-        dump.as_os_str(),
-        "--data-dir".as_ref(),
-        new.as_os_str(),
-    ]);
+    let out = import(&dump, &new);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restored = Server::start(&new, &[]);
     let before = all_reads(&server, &users);
@@ -388,12 +387,7 @@ fn an_export_that_contradicts_itself_is_refused_and_leaves_no_directory() {
         };
         std::fs::write(&dump, text).expect("write");
         let target = dir.path().join("target");
-        let out = wooter(&[
-            "import".as_ref(),
-            dump.as_os_str(),
-            "--data-dir".as_ref(),
-            target.as_os_str(),
-        ]);
+        let out = import(&dump, &target);
         assert!(!out.status.success(), "{name}: imported");
         assert!(!target.exists(), "{name}: a directory was left behind");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())

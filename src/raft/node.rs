@@ -368,21 +368,18 @@ impl Replica {
         let mem = rebuild_storage(&replayed, &conf_state)?;
         let mut storage = LogStorage::new(mem);
         let snapshot_index = replayed.snapshot.as_ref().map_or(0, |m| m.index);
-        if let (Some(meta), Some(snap_book)) = (&replayed.snapshot, &replayed.book) {
+        if let (Some(meta), Some(descriptor)) = (&replayed.snapshot, &replayed.snapshot_descriptor) {
             let path = snapshot::path_of(&config.raft_dir.join("snapshots"), meta.index, meta.term);
-            match (std::fs::metadata(&path), snapshot::file_crc(&path)) {
-                (Ok(m), Ok(crc)) => storage.set_latest(Snapshot {
-                    data: Descriptor {
-                        size: m.len(),
-                        crc,
-                        book: snap_book.clone(),
-                    }
-                    .encode()
-                    .into(),
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() == descriptor.size => storage.set_latest(Snapshot {
+                    data: descriptor.encode().into(),
                     metadata: Some(meta.clone()).into(),
                     ..Default::default()
                 }),
-                _ => log::warn!("snapshot file {} is missing; a new one will be cut", path.display()),
+                _ => log::warn!(
+                    "snapshot file {} is missing or not the one the log names; a new one will be cut",
+                    path.display()
+                ),
             }
         }
         let (last_index, mut hard_state, first_index) = (
@@ -532,18 +529,20 @@ impl Replica {
 
     /// Whether `id` is a voter or a learner.
     pub fn is_member(&self, id: u64) -> bool {
-        membership::members(&self.conf_state()).contains(&id)
+        let conf = self.raw.raft.prs().conf();
+        conf.voters().contains(id) || conf.learners().contains(&id)
     }
 
     /// Whether `id` is a learner.
     pub fn is_learner(&self, id: u64) -> bool {
-        self.conf_state().learners.contains(&id)
+        self.raw.raft.prs().conf().learners().contains(&id)
     }
 
     /// Whether this RM is the whole cluster (its only member, a voter).
+    /// Asked for every request: read from raft's configuration in place.
     pub fn is_single(&self) -> bool {
-        let cs = self.conf_state();
-        cs.voters == [self.id] && cs.learners.is_empty()
+        let conf = self.raw.raft.prs().conf();
+        conf.voters().is_singleton() && conf.voters().contains(self.id) && conf.learners().is_empty()
     }
 
     /// Each member's matched log index, as the leader tracks it (`None` on
@@ -884,11 +883,9 @@ impl Replica {
         self.snapshot_index = meta.index;
         self.raw.mut_store().set_latest(snap);
         let now = self.log_state_after(meta.index);
-        let _ = self.persist.send(PersistJob::Compact(LogSnapshot {
-            meta,
-            book: descriptor.book,
-            now,
-        }));
+        let _ = self
+            .persist
+            .send(PersistJob::Compact(LogSnapshot { meta, descriptor, now }));
     }
 
     /// Applies a committed conf change to raft and the address book;
@@ -1006,7 +1003,16 @@ impl Replica {
                 number,
                 snapshot: LogSnapshot {
                     meta,
-                    book: self.book.clone(),
+                    // The file's size and checksum, with the book as this RM
+                    // adopted it.
+                    descriptor: Descriptor {
+                        book: self.book.clone(),
+                        ..Descriptor::decode(&snap.data).unwrap_or(Descriptor {
+                            size: 0,
+                            crc: 0,
+                            book: AddressBook::new(),
+                        })
+                    },
                     now,
                 },
                 path,

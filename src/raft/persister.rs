@@ -14,6 +14,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 use super::applier::ApplyJob;
 use super::membership::AddressBook;
 use super::node::{Event, RaftError};
+use super::snapshot::Descriptor;
 use super::wal::{LogState, Wal};
 use crate::wake_queue::WakeQueue;
 
@@ -21,8 +22,8 @@ use crate::wake_queue::WakeQueue;
 pub struct LogSnapshot {
     /// Its index, term and conf state.
     pub meta: SnapshotMetadata,
-    /// Its address book.
-    pub book: AddressBook,
+    /// Its file's size and checksum, and its address book.
+    pub descriptor: Descriptor,
     /// The state to write after it.
     pub now: LogState,
 }
@@ -90,21 +91,25 @@ pub fn run(mut wal: Wal, jobs: Receiver<PersistJob>, events: &WakeQueue<Event>, 
                     .map(|()| events.push(Event::Persisted(number)))
             }
             PersistJob::Restore { number, snapshot, path } => {
-                wal.rewrite(&snapshot.meta, &snapshot.book, &snapshot.now).map(|()| {
-                    // Before the Ready counts as persisted: entries after
-                    // the snapshot reach the applier only after this.
-                    let _ = apply.send(ApplyJob::Install {
-                        meta: snapshot.meta,
-                        book: snapshot.book,
-                        path,
-                    });
-                    events.push(Event::Persisted(number));
-                })
+                wal.rewrite(&snapshot.meta, &snapshot.descriptor, &snapshot.now)
+                    .map(|()| {
+                        // Before the Ready counts as persisted: entries after
+                        // the snapshot reach the applier only after this.
+                        let _ = apply.send(ApplyJob::Install {
+                            meta: snapshot.meta,
+                            book: snapshot.descriptor.book,
+                            path,
+                        });
+                        events.push(Event::Persisted(number));
+                    })
             }
             PersistJob::Members(cs, book) => wal.persist_members(&cs, &book),
-            PersistJob::Compact(snapshot) => wal.rewrite(&snapshot.meta, &snapshot.book, &snapshot.now).map(|()| {
-                log::debug!("raft log rewritten to start after snapshot {}", snapshot.meta.index);
-            }),
+            PersistJob::Compact(snapshot) => {
+                wal.rewrite(&snapshot.meta, &snapshot.descriptor, &snapshot.now)
+                    .map(|()| {
+                        log::debug!("raft log rewritten to start after snapshot {}", snapshot.meta.index);
+                    })
+            }
         };
         if let Err(e) = result {
             log::error!("raft log write failed: {e}; this RM stops taking part");

@@ -19,8 +19,9 @@
 //! in chunks (`server::snapshot_transfer`).
 //!
 //! Installing one (on an RM that fell behind, or a new RM) is crash-safe:
-//! the file is verified, unpacked into `raft/install/`, each folder synced,
-//! and only then are the five folders swapped in by renames. The raft log
+//! the file is unpacked into `raft/install/` and checked as it goes, each
+//! folder synced, and only once it checked out whole are the five folders
+//! swapped in by renames. The raft log
 //! records the snapshot before the swap starts, and the apply journal
 //! records its index only after the swap ends, so an RM that crashes
 //! midway finds, at its next start, a log ahead of its data and installs
@@ -232,20 +233,6 @@ pub fn build(
     ))
 }
 
-/// The crc32 of a whole file.
-pub fn file_crc(path: &Path) -> io::Result<u32> {
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
 /// Syncs a directory, so that renames and new files in it survive a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -350,7 +337,8 @@ impl SnapshotReader {
 }
 
 /// Reads a whole snapshot file and checks it; returns its header.
-pub fn verify(path: &Path) -> io::Result<Header> {
+#[cfg(test)]
+fn verify(path: &Path) -> io::Result<Header> {
     walk(path, |_, _, _| Ok(()))
 }
 
@@ -366,21 +354,28 @@ fn walk(path: &Path, mut each: impl FnMut(&str, &str, &[u8]) -> io::Result<()>) 
     Ok(header)
 }
 
-/// Verifies the snapshot at `path` whole, then unpacks it into
-/// `raft_dir/install` with every file and folder synced. Returns its header.
-/// Nothing of the live directory changes.
+/// Unpacks the snapshot at `path` into `raft_dir/install` with every file
+/// and folder synced, checking it as it goes (names as they come, the
+/// checksum at the end: one read of the file). Returns its header. Nothing
+/// of the live directory changes; a bad file leaves no staging behind.
 pub fn stage(path: &Path, raft_dir: &Path) -> io::Result<Header> {
-    verify(path)?;
     let staging = raft_dir.join("install");
     clean_leftovers(raft_dir);
     for folder in FOLDERS {
         crate::storage::create_private_dir(&staging.join(folder))?;
     }
-    let header = walk(path, |folder, name, bytes| {
+    let unpacked = walk(path, |folder, name, bytes| {
         let mut f = open_private(&staging.join(folder).join(name))?;
         f.write_all(bytes)?;
         f.sync_data()
-    })?;
+    });
+    let header = match unpacked {
+        Ok(h) => h,
+        Err(e) => {
+            clean_leftovers(raft_dir);
+            return Err(e);
+        }
+    };
     for folder in FOLDERS {
         sync_dir(&staging.join(folder))?;
     }

@@ -26,6 +26,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 
 use super::membership::{self, AddressBook};
+use super::snapshot::Descriptor;
 
 use crate::storage::files::open_private;
 
@@ -51,6 +52,9 @@ pub struct Replayed {
     pub book: Option<AddressBook>,
     /// The snapshot the log starts after, if it was compacted.
     pub snapshot: Option<SnapshotMetadata>,
+    /// That snapshot's descriptor (its file's size and checksum, and the
+    /// address book at its index), so a start need not read the file.
+    pub snapshot_descriptor: Option<Descriptor>,
     /// Bytes of a torn tail that were cut off.
     pub torn_bytes: u64,
 }
@@ -165,19 +169,19 @@ impl Wal {
         self.append_record(KIND_MEMBERS, &members_payload(cs, book)?, &mut out);
         crate::storage::faults::check("raft-log")?;
         self.file.write_all(&out)?;
-        self.file.sync_data()
+        self.sync()
     }
 
     /// Replaces the whole log by one that starts after `snapshot`: its
     /// record, the hard state, then `entries` (those after the snapshot).
     /// The new file is synced and renamed over the old, so a crash leaves
     /// one or the other.
-    pub fn rewrite(&mut self, snapshot: &SnapshotMetadata, book: &AddressBook, now: &LogState) -> io::Result<()> {
+    pub fn rewrite(&mut self, snapshot: &SnapshotMetadata, descriptor: &Descriptor, now: &LogState) -> io::Result<()> {
         let mut out = Vec::new();
         let meta = snapshot.write_to_bytes().map_err(io::Error::other)?;
         let mut payload = (meta.len() as u32).to_be_bytes().to_vec();
         payload.extend(meta);
-        payload.extend(membership::encode(book));
+        payload.extend(descriptor.encode());
         self.append_record(KIND_SNAPSHOT, &payload, &mut out);
         // Membership may have changed after the snapshot's index.
         self.append_record(KIND_MEMBERS, &members_payload(&now.conf_state, &now.book)?, &mut out);
@@ -276,16 +280,17 @@ fn apply_record(body: &[u8], replayed: &mut Replayed) -> bool {
             }
         }
         KIND_SNAPSHOT => {
-            let Some((meta, book)) = split_prefixed(payload) else {
+            let Some((meta, descriptor)) = split_prefixed(payload) else {
                 return false;
             };
-            match (SnapshotMetadata::parse_from_bytes(meta), membership::decode(book)) {
-                (Ok(meta), Ok(book)) => {
+            match (SnapshotMetadata::parse_from_bytes(meta), Descriptor::decode(descriptor)) {
+                (Ok(meta), Some(descriptor)) => {
                     // Everything before it is in the snapshot.
                     replayed.entries.clear();
                     replayed.conf_state = Some(meta.get_conf_state().clone());
-                    replayed.book = Some(book);
+                    replayed.book = Some(descriptor.book.clone());
                     replayed.snapshot = Some(meta);
+                    replayed.snapshot_descriptor = Some(descriptor);
                     true
                 }
                 _ => false,
@@ -376,11 +381,20 @@ mod tests {
                 hard_state: hs,
                 entries: vec![entry(3, 1, b"c")],
             };
-            wal.rewrite(&meta, &book, &now).unwrap();
+            let descriptor = Descriptor {
+                size: 1234,
+                crc: 99,
+                book: book.clone(),
+            };
+            wal.rewrite(&meta, &descriptor, &now).unwrap();
             wal.persist(&[entry(4, 1, b"d")], None).unwrap();
         }
         let (_, replayed) = Wal::open(&path).unwrap();
         assert_eq!(replayed.snapshot.as_ref().map(|m| m.index), Some(2));
+        assert_eq!(
+            replayed.snapshot_descriptor.as_ref().map(|d| (d.size, d.crc)),
+            Some((1234, 99))
+        );
         assert_eq!(replayed.book, Some(book));
         assert_eq!(
             replayed.snapshot.as_ref().map(|m| m.get_conf_state().voters.clone()),

@@ -306,19 +306,19 @@ impl EventLoop {
         if out.membership_changed {
             self.membership_changed();
         }
-        if let Some((index, term, bytes)) = out.snapshot_built {
+        if out.snapshot_built.is_some() {
             let hold = self.transfers.hold();
             self.replica.compact(hold);
-            let reply = format!("snapshot index={index} term={term} bytes={bytes}\nOK\n");
-            for p in std::mem::take(&mut self.repl.snapshot_waiters) {
-                self.respond(p.origin, reply.clone().into_bytes(), 0);
-            }
         }
-        if out.snapshot_skipped {
-            let reply = format!(
+        let answer = match (out.snapshot_built, out.snapshot_skipped) {
+            (Some((index, term, bytes)), _) => Some(format!("snapshot index={index} term={term} bytes={bytes}\nOK\n")),
+            (None, true) => Some(format!(
                 "snapshot index={} (nothing applied since the last one)\nOK\n",
                 self.replica.snapshot_index()
-            );
+            )),
+            (None, false) => None,
+        };
+        if let Some(reply) = answer {
             for p in std::mem::take(&mut self.repl.snapshot_waiters) {
                 self.respond(p.origin, reply.clone().into_bytes(), 0);
             }
